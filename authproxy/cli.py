@@ -1,0 +1,186 @@
+"""Command line: run | check | token | presets. Thin: parsing and exit codes, no logic."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+import yaml
+
+from .config import load_config, masked, secret_values
+from .config_schema import Config
+from .errors import AuthProxyError, ConfigError
+from .logging import Redactor, configure_logging
+from .presets import load_preset, preset_names
+
+EXIT_CONFIG = 2
+DEFAULT_CONFIG = "config.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        print(err.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authproxy", description="Local authenticating reverse proxy.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="serve the configured routes")
+    _config_arg(run)
+    run.add_argument("--listen", help="host:port, overriding `listen:` in the config")
+    run.add_argument("--log-format", choices=("auto", "console", "json"), help="override log.format")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log.level")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a config and print the resolved routes, secrets masked")
+    _config_arg(check)
+    check.set_defaults(func=cmd_check)
+
+    token = sub.add_parser("token", help="print a current access token for ROUTE (for scripts)")
+    _config_arg(token)
+    token.add_argument("route")
+    token.add_argument("--json", action="store_true", help="also print type and expiry, as JSON")
+    token.set_defaults(func=cmd_token)
+
+    demo = sub.add_parser("demo", help="run a self-contained demo: token server, API and proxy on loopback")
+    demo.add_argument("--listen", default="127.0.0.1:8080", help="where the demo proxy listens")
+    demo.add_argument("--token-lifetime", type=int, default=30, help="seconds each demo token lives")
+    demo.add_argument("--log-format", choices=("auto", "console", "json"), default="auto")
+    demo.set_defaults(func=cmd_demo)
+
+    presets = sub.add_parser("presets", help="list the built-in provider presets")
+    presets.add_argument("name", nargs="?", help="show one preset's defaults")
+    presets.set_defaults(func=cmd_presets)
+    return parser
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+
+
+def _setup_logging(config: Config, fmt: str | None = None, level: str | None = None) -> Redactor:
+    return configure_logging(
+        level or config.log.level, fmt or config.log.format, redactor=Redactor(secret_values(config))
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import build_app
+    from .config_schema import split_listen
+    from .server import serve
+
+    config = load_config(args.config)
+    _setup_logging(config, args.log_format, args.log_level)
+    try:
+        host, port = split_listen(args.listen or config.listen)
+    except ValueError:
+        print(f"--listen: {args.listen!r} is not host:port; write e.g. 127.0.0.1:8080", file=sys.stderr)
+        return EXIT_CONFIG
+    _run(serve(build_app(config), host, port))
+    return 0
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop  # optional extra: faster event loop
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    else:
+        uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .config_schema import split_listen
+    from .demo import DEMO_CLIENT_SECRET, run_demo
+
+    configure_logging("info", args.log_format, redactor=Redactor([DEMO_CLIENT_SECRET]))
+    try:
+        host, port = split_listen(args.listen)
+    except ValueError:
+        print(f"--listen: {args.listen!r} is not host:port; write e.g. 127.0.0.1:8080", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.token_lifetime < 2:
+        print("--token-lifetime: at least 2 seconds", file=sys.stderr)
+        return EXIT_CONFIG
+    _run(run_demo(host, port, args.token_lifetime))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False), end="")
+    print(
+        f"# OK: {len(config.routes)} route(s): "
+        + ", ".join(f"{r.prefix} -> {r.upstream}" for r in config.routes.values())
+    )
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    _setup_logging(config, "console", "warning")
+    route = config.routes.get(args.route)
+    if route is None:
+        print(f"no route {args.route!r}; routes: {', '.join(config.routes) or '(none)'}", file=sys.stderr)
+        return 1
+    try:
+        token = asyncio.run(_fetch_token(route))
+    except AuthProxyError as err:
+        print(f"{args.route}: {err.code}: {err.message}", file=sys.stderr)
+        return 1
+    if token is None:
+        print(f"route {args.route!r} has no token (auth.grant is none)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps(
+                {"access_token": token.access_token, "token_type": token.token_type, "expires_at": token.expires_at}
+            )
+        )
+    else:
+        print(token.access_token)
+    return 0
+
+
+async def _fetch_token(route: object) -> object:
+    from .app import token_session
+    from .clock import SystemClock
+    from .credentials import build_credential
+    from .stores.memory import MemoryStore
+
+    async with token_session() as http:
+        credential = build_credential(route, http=http, store=MemoryStore(), clock=SystemClock())  # type: ignore[arg-type]
+        if credential is None:
+            return None
+        try:
+            return await credential.current()
+        finally:
+            await credential.close()
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    if args.name:
+        preset = load_preset(args.name)
+        if preset is None:
+            print(f"no preset {args.name!r}; presets: {', '.join(preset_names())}", file=sys.stderr)
+            return 1
+        print(f"# {preset.name}: {preset.description}")
+        if preset.required_headers:
+            print(f"# routes using it must set headers: {', '.join(preset.required_headers)}")
+        print(yaml.safe_dump(preset.route, sort_keys=False), end="")
+        return 0
+    for name in preset_names():
+        preset = load_preset(name)
+        assert preset is not None
+        print(f"{name:12} {preset.description}")
+    return 0

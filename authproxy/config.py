@@ -1,0 +1,436 @@
+"""Load and validate the YAML config into the frozen dataclasses of `config_schema`.
+
+Every problem is collected with its key path and a hint, and all are reported at once
+(`ConfigError`), so a user fixes a config in one pass rather than one error per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from yarl import URL
+
+from .config_schema import AuthConfig, Config, RouteConfig, split_listen
+from .errors import ConfigError
+from .presets import load_preset, preset_names
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$")
+FILE_SUFFIX = "_file"
+
+
+class Problems:
+    """Collects (path, message) pairs while the whole config is walked."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append((path, message))
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand, merge presets and validate `path`; raise ConfigError listing every problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read the config file: {exc.strerror or exc}")], source) from None
+    return parse_config(
+        text, source=source, env=os.environ if env is None else env, base_dir=Path(path).resolve().parent
+    )
+
+
+def parse_config(
+    text: str, *, source: str = "config", env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
+    problems = Problems()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([("", f"invalid YAML: {where}{getattr(exc, 'problem', None) or exc}")], source) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([("", "the top level must be a mapping of keys (listen, routes, ...)")], source)
+    ctx = _Context(problems, os.environ if env is None else env, base_dir or Path.cwd())
+    raw = ctx.expand(raw, "")
+    config = ctx.parse_top(raw)
+    if problems.items:
+        raise ConfigError(problems.items, source)
+    return config
+
+
+class _Context:
+    def __init__(self, problems: Problems, env: Mapping[str, str], base_dir: Path) -> None:
+        self.problems = problems
+        self.env = env
+        self.base_dir = base_dir
+
+    # -- ${VAR} expansion and _file indirection ------------------------------------------------
+    def expand(self, value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            return {k: self.expand(v, _join(path, str(k))) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.expand(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str) and "$" in value:
+            return _ENV.sub(lambda m: self._substitute(m, path), value)
+        return value
+
+    def _substitute(self, match: re.Match[str], path: str) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = self.env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is not None:
+                return default
+            self.problems.add(
+                path,
+                f"environment variable {name} is not set; export it, or write ${{{name}:-default}} to give a default",
+            )
+            return ""
+        return value
+
+    def read_secret_file(self, path: str, filename: Any) -> str | None:
+        if not isinstance(filename, str) or not filename:
+            self.problems.add(path, "expected the path of a file holding the value")
+            return None
+        file = Path(filename).expanduser()
+        if not file.is_absolute():
+            file = self.base_dir / file
+        try:
+            return file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            self.problems.add(path, f"cannot read {file}: {exc.strerror or exc}; check the path and permissions")
+            return None
+
+    # -- structure -----------------------------------------------------------------------------
+    def parse_top(self, raw: dict[str, Any]) -> Config:
+        routes_raw = raw.pop("routes", None)
+        config = self.parse_dataclass(Config, raw, "")
+        routes: dict[str, RouteConfig] = {}
+        if routes_raw is None:
+            self.problems.add(
+                "routes", "no routes: add at least one, e.g. routes: {api: {upstream: https://api.example.com}}"
+            )
+        elif not isinstance(routes_raw, dict):
+            self.problems.add("routes", "expected a mapping of route name to route settings")
+        else:
+            for name, body in routes_raw.items():
+                route = self.parse_route(str(name), body)
+                if route is not None:
+                    routes[str(name)] = route
+        self.check_prefixes(routes)
+        try:
+            split_listen(config.listen)
+        except ValueError:
+            self.problems.add("listen", f"{config.listen!r} is not host:port; write e.g. 127.0.0.1:8080")
+        return dataclasses.replace(config, routes=routes)
+
+    def parse_route(self, name: str, body: Any) -> RouteConfig | None:
+        path = f"routes.{name}"
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            self.problems.add(path, "expected a mapping with at least `upstream:`")
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            self.problems.add(
+                path, "route names use letters, digits, '.', '_' and '-', starting with a letter or digit"
+            )
+        body = dict(body)
+        preset_name = body.get("preset")
+        required_headers: list[str] = []
+        if preset_name is not None:
+            preset = load_preset(str(preset_name))
+            if preset is None:
+                self.problems.add(f"{path}.preset", _unknown(str(preset_name), preset_names(), "preset"))
+            else:
+                body = _merge(preset.route, body)
+                required_headers = preset.required_headers
+        body.setdefault("prefix", f"/{name}")
+        body["name"] = name
+        route = self.parse_dataclass(RouteConfig, body, path)
+        for header in required_headers:
+            if header.lower() not in {h.lower() for h in route.headers}:
+                var = f"{name}_{header}".upper().replace("-", "_").replace(".", "_")
+                self.problems.add(
+                    f"{path}.headers.{header}",
+                    f"the {preset_name} preset needs this header; add `{header}: ${{{var}}}`",
+                )
+        return self.check_route(route, path)
+
+    def parse_dataclass(self, cls: type, raw: Any, path: str) -> Any:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            self.problems.add(path, f"expected a mapping, got {_kind(raw)}")
+            return cls()
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            key = str(key)
+            kpath = _join(path, key)
+            if key.endswith(FILE_SUFFIX) and key[: -len(FILE_SUFFIX)] in fields:
+                base = key[: -len(FILE_SUFFIX)]
+                if not fields[base].metadata.get("secret"):
+                    self.problems.add(kpath, f"only secrets can be read from a file; set `{base}` directly")
+                    continue
+                if base in raw:
+                    self.problems.add(kpath, f"give either `{base}` or `{key}`, not both")
+                    continue
+                value = self.read_secret_file(kpath, value)
+                if value is None:
+                    continue
+                key, kpath = base, _join(path, base)
+            if key not in fields:
+                self.problems.add(kpath, _unknown(key, list(fields), "key"))
+                continue
+            values[key] = self.coerce(hints[key], value, kpath, secret=fields[key].metadata.get("secret", False))
+        for name, f in fields.items():
+            if f.metadata.get("required") and name not in values:
+                self.problems.add(_join(path, name), f"required: {f.metadata.get('doc', '').rstrip('.')}")
+        values = {k: v for k, v in values.items() if v is not _INVALID}
+        return cls(**values)
+
+    def coerce(self, tp: Any, value: Any, path: str, *, secret: bool = False) -> Any:
+        """Check `value` against type `tp`; return the converted value or _INVALID."""
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            (inner,) = [a for a in args if a is not type(None)]
+            return self.coerce(inner, value, path, secret=secret)
+        if origin is Literal:
+            if value not in args:
+                self.problems.add(path, _unknown(str(value), [str(a) for a in args], "value"))
+                return _INVALID
+            return value
+        if dataclasses.is_dataclass(tp):
+            return self.parse_dataclass(tp, value, path)
+        if origin is dict:
+            return self.coerce_str_map(value, path)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            self.problems.add(path, f"expected true or false, got {_kind(value)}")
+        elif tp is int:
+            size = _parse_size(value)
+            if size is not None:
+                return size
+            self.problems.add(path, f"expected a whole number of bytes (e.g. 1048576 or 1MiB), got {_kind(value)}")
+        elif tp is float:
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                return float(value)
+            self.problems.add(path, f"expected a number of seconds (>= 0), got {_kind(value)}")
+        elif tp is str:
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                return str(value)
+            self.problems.add(path, f"expected a string, got {_kind(value)}")
+        else:  # pragma: no cover - a schema type this loader does not know
+            raise TypeError(f"unsupported schema type {tp!r} at {path}")
+        return _INVALID
+
+    def coerce_str_map(self, value: Any, path: str) -> dict[str, str] | object:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problems.add(path, f"expected a mapping of names to values, got {_kind(value)}")
+            return _INVALID
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            key, kpath = str(key), _join(path, str(key))
+            if key.endswith(FILE_SUFFIX):
+                text = self.read_secret_file(kpath, item)
+                if text is not None:
+                    out[key[: -len(FILE_SUFFIX)]] = text
+                continue
+            if isinstance(item, dict | list) or item is None:
+                self.problems.add(kpath, f"expected a string value, got {_kind(item)}")
+                continue
+            out[key] = str(item).lower() if isinstance(item, bool) else str(item)
+            if any(c in out[key] for c in "\r\n\0"):
+                self.problems.add(kpath, "values must not contain line breaks or NUL")
+        return out
+
+    # -- cross-field checks ----------------------------------------------------------------------
+    def check_route(self, route: RouteConfig, path: str) -> RouteConfig:
+        upstream = _check_url(route.upstream, f"{path}.upstream", self.problems) if route.upstream else None
+        prefix = route.prefix.rstrip("/") if route.prefix != "/" else "/"
+        if prefix != "/" and not _PREFIX.match(prefix):
+            self.problems.add(f"{path}.prefix", f"{route.prefix!r} is not a path prefix; write e.g. /{route.name}")
+        elif prefix == "/-" or prefix.startswith("/-/"):
+            self.problems.add(f"{path}.prefix", "/-/ is reserved for the admin endpoints; choose another prefix")
+        for header in route.headers:
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", header):
+                self.problems.add(f"{path}.headers.{header}", "not a valid HTTP header name")
+        auth = self.check_auth(route.auth, upstream, f"{path}.auth")
+        return dataclasses.replace(route, prefix=prefix, auth=auth)
+
+    def check_auth(self, auth: AuthConfig, upstream: URL | None, path: str) -> AuthConfig:
+        needs: dict[str, tuple[str, ...]] = {
+            "client_credentials": ("token_url",),
+            "refresh_token": ("token_url",),
+            "authorization_code": ("token_url", "authorize_url"),
+            "static": ("token",),
+        }
+        for key in needs.get(auth.grant, ()):
+            if getattr(auth, key) is None:
+                self.problems.add(f"{path}.{key}", f"required for grant {auth.grant}")
+        if auth.grant in ("client_credentials", "refresh_token", "authorization_code"):
+            if auth.client_id is None and auth.client_auth != "none":
+                self.problems.add(f"{path}.client_id", f"required with client_auth {auth.client_auth}")
+            if auth.client_secret is None and auth.client_auth in (
+                "client_secret_basic",
+                "client_secret_post",
+                "client_secret_jwt",
+            ):
+                self.problems.add(
+                    f"{path}.client_secret",
+                    f"required with client_auth {auth.client_auth} (or set client_secret_file to read it from a file)",
+                )
+            if auth.private_key is None and auth.client_auth == "private_key_jwt":
+                self.problems.add(
+                    f"{path}.private_key",
+                    "required with client_auth private_key_jwt (set private_key_file to a PEM file)",
+                )
+        resolved = {}
+        for key in ("token_url", "authorize_url", "revocation_url"):
+            value = getattr(auth, key)
+            if value is None:
+                continue
+            if value.startswith("/") and upstream is not None:
+                resolved[key] = str(upstream.join(URL(value)))
+            elif _check_url(value, f"{path}.{key}", self.problems, relative_ok=True) is not None:
+                resolved[key] = value
+        return dataclasses.replace(auth, **resolved)
+
+    def check_prefixes(self, routes: dict[str, RouteConfig]) -> None:
+        seen: dict[str, str] = {}
+        for name, route in routes.items():
+            if route.prefix in seen:
+                self.problems.add(
+                    f"routes.{name}.prefix",
+                    f"{route.prefix} is already served by route {seen[route.prefix]}; give one of them another prefix",
+                )
+            seen[route.prefix] = name
+
+
+_INVALID = object()
+
+
+def _check_url(value: str, path: str, problems: Problems, relative_ok: bool = False) -> URL | None:
+    try:
+        url = URL(value)
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        extra = " or a path like /oauth/token" if relative_ok else ""
+        problems.add(path, f"{value!r} is not an http(s) URL; write e.g. https://api.example.com{extra}")
+        return None
+    if url.query_string or url.fragment:
+        problems.add(path, "must not carry a query string or fragment")
+    return url
+
+
+def _parse_size(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str) and (m := _SIZE.match(value)):
+        return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()]
+    return None
+
+
+def _unknown(key: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown {what} {key!r}; {hint}expected one of: {', '.join(sorted(known))}"
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings: the route's own keys win over the preset's."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, str) else f"{value!r}"
+
+
+MASKED = "********"
+
+
+def masked(obj: Any) -> Any:
+    """Plain data for display (`authproxy check`), every secret replaced by a mask."""
+    if not dataclasses.is_dataclass(obj):
+        return obj
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, dict):
+            value = {k: masked(v) for k, v in value.items()}
+            if f.metadata.get("secret"):
+                value = {k: MASKED if v else "" for k, v in value.items()}
+        elif f.metadata.get("secret") and value:
+            value = MASKED
+        else:
+            value = masked(value)
+        out[f.name] = value
+    return out
+
+
+def secret_values(config: Config) -> list[str]:
+    """Every secret string in the config, for the log redactor."""
+    found: list[str] = []
+
+    def walk(obj: Any) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    if dataclasses.is_dataclass(item):
+                        walk(item)
+                    elif f.metadata.get("secret") and isinstance(item, str):
+                        found.append(item)
+            elif f.metadata.get("secret") and isinstance(value, str):
+                found.append(value)
+
+    walk(config)
+    return [s for s in found if s]

@@ -1,0 +1,106 @@
+"""Errors with stable codes: every client-facing failure maps to one of these.
+
+The `code` is part of the public interface (README lists them); the `message` is safe to show
+to a client and never holds a secret.
+"""
+
+from __future__ import annotations
+
+
+class AuthProxyError(Exception):
+    """Base class; `status` is the HTTP status the client gets."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, route: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.route = route
+        self.retry_after = retry_after
+
+    def body(self, request_id: str | None) -> dict[str, object]:
+        return {"error": {"code": self.code, "message": self.message, "route": self.route, "request_id": request_id}}
+
+
+class RouteNotFound(AuthProxyError):
+    code, status = "route_not_found", 404
+
+
+class BadPath(AuthProxyError):
+    code, status = "bad_path", 400
+
+
+class AbsoluteFormRefused(AuthProxyError):
+    code, status = "absolute_form_refused", 400
+
+
+class MethodRefused(AuthProxyError):
+    code, status = "method_not_allowed", 405
+
+
+class BadRequest(AuthProxyError):
+    code, status = "bad_request", 400
+
+
+class UpstreamUnreachable(AuthProxyError):
+    code, status = "upstream_unreachable", 502
+
+
+class UpstreamTimeout(AuthProxyError):
+    code, status = "upstream_timeout", 504
+
+
+class UpstreamError(AuthProxyError):
+    """The upstream broke the HTTP exchange (reset, malformed response) before answering."""
+
+    code, status = "upstream_error", 502
+
+
+class TokenUnavailable(AuthProxyError):
+    """No valid token right now (endpoint failing, or waited too long); retry later."""
+
+    code, status = "token_unavailable", 503
+
+
+class LoginRequired(AuthProxyError):
+    """The refresh token is gone or dead: a human must run `authproxy login`."""
+
+    code, status = "login_required", 503
+
+
+class CredentialFailed(AuthProxyError):
+    """The token endpoint refused the client itself (invalid_client, invalid_scope...)."""
+
+    code, status = "credential_failed", 503
+
+
+class TokenEndpointError(Exception):
+    """Raised by token sources: what the token endpoint answered, already classified.
+
+    `oauth_error` is the RFC 6749 §5.2 `error` value when there was one. `permanent` means
+    retrying without a human will not help. The text never holds a secret.
+    """
+
+    def __init__(
+        self, message: str, *, oauth_error: str | None = None, status: int | None = None, permanent: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.oauth_error = oauth_error
+        self.status = status
+        self.permanent = permanent
+
+
+class ConfigError(Exception):
+    """Every problem found in a config file, reported at once."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "config") -> None:
+        self.problems = problems  # (key path, message with how to fix it)
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.source}: {len(self.problems)} problem(s):"]
+        lines += [f"  - {path}: {msg}" if path else f"  - {msg}" for path, msg in self.problems]
+        return "\n".join(lines)

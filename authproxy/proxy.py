@@ -1,0 +1,210 @@
+"""ProxyHandler: forward one request upstream with credentials injected, retry once on 401, stream back.
+
+The request body is buffered only when it may have to be replayed (small, known length); the
+response is never buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from .clock import Clock
+from .errors import (
+    AuthProxyError,
+    MethodRefused,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from .headers import REQUEST_ID, request_id_from, response_headers, rewrite_location, upstream_request_headers
+from .routing import Route, Router
+from .tokens import Token
+
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
+NO_BODY_STATUS = frozenset((204, 304))
+READ_CHUNK = 256 * 1024
+
+log = structlog.get_logger("authproxy.proxy")
+
+
+class ProxyHandler:
+    """The catch-all handler; `router` and `session` are set by the app at startup (and on reload)."""
+
+    def __init__(self, router: Router, clock: Clock, *, access_log: bool = True) -> None:
+        self.router = router
+        self.clock = clock
+        self.access_log = access_log
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        started = self.clock.monotonic()
+        request_id = request_id_from(request.headers)
+        route: Route | None = None
+        outcome: dict[str, Any] = {"status": 0, "bytes": 0, "upstream_ms": None}
+        try:
+            if request.method == "CONNECT":
+                raise MethodRefused("CONNECT is refused: authproxy is not an open proxy")
+            route, remainder, query = self.router.match(request.raw_path)
+            return await self._forward(request, route, route.upstream_url(remainder, query), request_id, outcome)
+        except AuthProxyError as err:
+            if err.route is None and route is not None:
+                err.route = route.name
+            outcome["status"] = err.status
+            outcome["error"] = err.code
+            return error_response(err, request_id)
+        except asyncio.CancelledError:
+            outcome["status"] = 499  # the client went away; its upstream request is cancelled with it
+            raise
+        finally:
+            if self.access_log:
+                log.info(
+                    "request",
+                    route=route.name if route else None,
+                    method=request.method,
+                    path=request.raw_path,
+                    duration_ms=round((self.clock.monotonic() - started) * 1000, 2),
+                    request_id=request_id,
+                    **outcome,
+                )
+
+    async def _forward(
+        self, request: web.Request, route: Route, url: URL, request_id: str, outcome: dict[str, Any]
+    ) -> web.StreamResponse:
+        headers = upstream_request_headers(
+            request.headers,
+            route.drop,
+            forwarded_for=request.remote,
+            proto=request.scheme,
+            host=request.host,
+            request_id=request_id,
+        )
+        headers.update(route.inject)
+        body, replayable = await self._request_body(request, route)
+        credential = route.credential
+        token: Token | None = None
+        if credential is not None:
+            token = await credential.current()
+            headers.update(credential.headers(token))
+        sent_at = self.clock.monotonic()
+        upstream = await self._send(request.method, url, headers, body, route)
+        if credential is not None and replayable and self._should_retry(upstream, route, request.method):
+            upstream.release()
+            outcome["retried"] = True
+            token = await credential.refresh(stale=token)
+            headers.update(credential.headers(token))
+            upstream = await self._send(request.method, url, headers, body, route)
+        outcome["upstream_ms"] = round((self.clock.monotonic() - sent_at) * 1000, 2)
+        outcome["status"] = upstream.status
+        try:
+            return await self._stream_back(request, upstream, route, request_id, outcome)
+        finally:
+            upstream.release()
+
+    async def _request_body(self, request: web.Request, route: Route) -> tuple[Any, bool]:
+        """(body, replayable): small known-length bodies are read so a 401 can be retried."""
+        if not request.body_exists:
+            return None, True
+        length = request.content_length
+        policy = route.config.retry_on_401
+        if (
+            route.credential is not None
+            and length is not None
+            and length <= route.config.retry_body_limit
+            and (policy == "always" or (policy == "idempotent" and request.method in IDEMPOTENT))
+        ):
+            return await request.read(), True
+        return request.content, False
+
+    def _should_retry(self, upstream: aiohttp.ClientResponse, route: Route, method: str) -> bool:
+        policy = route.config.retry_on_401
+        if policy == "never" or (policy == "idempotent" and method not in IDEMPOTENT):
+            return False
+        if upstream.status == 401:
+            return True
+        if upstream.status == 403 and route.config.retry_on_invalid_token_403:
+            challenge = upstream.headers.get("WWW-Authenticate", "")
+            return "invalid_token" in challenge and "insufficient_scope" not in challenge
+        return False
+
+    async def _send(
+        self, method: str, url: URL, headers: CIMultiDict[str], body: Any, route: Route
+    ) -> aiohttp.ClientResponse:
+        assert self.session is not None, "the app's startup creates the upstream session"
+        try:
+            return await self.session.request(
+                method, url, headers=headers, data=body, allow_redirects=False, timeout=route.timeout
+            )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"the upstream did not answer within the route's timeouts "
+                f"(connect {route.config.connect_timeout:g} s, read {route.config.read_timeout:g} s)",
+                route=route.name,
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnreachable(
+                f"cannot connect to the upstream {route.origin}: "
+                f"{exc.os_error.strerror or type(exc.os_error).__name__}",
+                route=route.name,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(
+                f"the upstream broke the exchange before answering ({type(exc).__name__})", route=route.name
+            ) from None
+
+    async def _stream_back(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        route: Route,
+        request_id: str,
+        outcome: dict[str, Any],
+    ) -> web.StreamResponse:
+        headers = response_headers(upstream.headers)
+        location = headers.get("Location")
+        if location is not None:
+            headers["Location"] = rewrite_location(
+                location,
+                origin=route.origin,
+                base_path=route.base_path,
+                prefix=route.match_prefix,
+                proxy_origin=f"{request.scheme}://{request.host}",
+            )
+        headers[REQUEST_ID] = request_id
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+        await response.prepare(request)
+        if request.method == "HEAD" or upstream.status in NO_BODY_STATUS:
+            await response.write_eof()
+            return response
+        written = 0
+        try:
+            async for chunk in upstream.content.iter_chunked(READ_CHUNK):
+                await response.write(chunk)
+                written += len(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Headers are gone already: the only honest signal left is a broken connection,
+            # never a clean but short body.
+            outcome["bytes"] = written
+            outcome["error"] = "upstream_broken_body"
+            log.warning("upstream_broken_body", route=route.name, request_id=request_id, error=type(exc).__name__)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        outcome["bytes"] = written
+        await response.write_eof()
+        return response
+
+
+def error_response(err: AuthProxyError, request_id: str) -> web.Response:
+    """The JSON error body every client-facing failure uses."""
+    headers = {REQUEST_ID: request_id}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    return web.json_response(err.body(request_id), status=err.status, headers=headers)

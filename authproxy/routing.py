@@ -1,0 +1,113 @@
+"""Map a raw request target to a route and the upstream target, refusing anything unsafe.
+
+Works on the raw, still percent-encoded target so the upstream receives the path and query
+byte-for-byte as the client sent them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import aiohttp
+from yarl import URL
+
+from .config_schema import RouteConfig
+from .errors import AbsoluteFormRefused, BadPath, RouteNotFound
+from .headers import route_drop_set
+
+if TYPE_CHECKING:
+    from .credentials import Credential
+
+
+@dataclass(slots=True, eq=False)
+class Route:
+    """A configured route with everything the hot path needs precomputed."""
+
+    config: RouteConfig
+    credential: Credential | None = None
+    name: str = field(init=False)
+    prefix: str = field(init=False)
+    match_prefix: str = field(init=False)  # "" for the root prefix "/"
+    upstream: URL = field(init=False)
+    origin: str = field(init=False)  # scheme://host[:port] of the upstream
+    base_path: str = field(init=False)  # upstream path without trailing "/", still encoded
+    inject: dict[str, str] = field(init=False)
+    drop: frozenset[str] = field(init=False)
+    timeout: aiohttp.ClientTimeout = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.name = cfg.name
+        self.prefix = cfg.prefix
+        self.match_prefix = "" if cfg.prefix == "/" else cfg.prefix
+        self.upstream = URL(cfg.upstream)
+        self.origin = str(self.upstream.origin())
+        self.base_path = self.upstream.raw_path.rstrip("/")
+        self.inject = dict(cfg.headers)
+        self.drop = route_drop_set(cfg.headers, pass_client_auth=cfg.pass_client_auth)
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.read_timeout)
+
+    def upstream_url(self, remainder: str, query: str | None) -> URL:
+        """The upstream URL for the part of the path after the prefix (encoded as received)."""
+        path = self.base_path + remainder if remainder else (self.base_path or "/")
+        if path[0] != "/":  # prefix "/x" with target "/x" and base "" → "/"
+            path = "/" + path
+        target = self.origin + path if query is None else f"{self.origin}{path}?{query}"
+        return URL(target, encoded=True)
+
+
+class Router:
+    """Longest match on whole path segments over the configured prefixes."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        # Longest prefix first, so the first hit is the longest match.
+        self.routes = sorted(routes, key=lambda r: len(r.match_prefix), reverse=True)
+        self.by_name = {r.name: r for r in routes}
+
+    def match(self, raw_target: str) -> tuple[Route, str, str | None]:
+        """Return (route, remainder of the path after the prefix, raw query or None)."""
+        if not raw_target.startswith("/"):
+            if raw_target == "*":
+                raise BadPath("the asterisk target (OPTIONS *) is not proxied; name a route path")
+            raise AbsoluteFormRefused(
+                "absolute-form request targets are refused: authproxy is not an open proxy; "
+                "send the path only, e.g. GET /<route>/..."
+            )
+        path, sep, query = raw_target.partition("?")
+        if path.startswith("/-/"):
+            raise RouteNotFound("no such admin endpoint; /-/ is reserved for authproxy's own endpoints")
+        for route in self.routes:
+            p = route.match_prefix
+            if path.startswith(p) and (len(path) == len(p) or path[len(p)] == "/"):
+                remainder = path[len(p) :]
+                if ("." in remainder or "%" in remainder or "\\" in remainder) and _climbs_out(remainder):
+                    raise BadPath("the path climbs out of the route with dot-segments ('..')", route=route.name)
+                return route, remainder, (query if sep else None)
+        available = ", ".join(r.prefix for r in sorted(self.routes, key=lambda r: r.prefix)) or "(none)"
+        raise RouteNotFound(f"no route serves this path; available prefixes: {available}")
+
+
+def _climbs_out(remainder: str) -> bool:
+    """True when dot-segments in the (encoded) remainder would go above the route's base.
+
+    Each segment is percent-decoded (repeatedly, so double-encoding cannot hide `..`), and
+    decoded `/` or `\\` split it further, since some upstreams decode those too.
+    """
+    depth = 0
+    for segment in remainder.split("/"):
+        decoded = segment
+        for _ in range(3):
+            once = unquote(decoded)
+            if once == decoded:
+                break
+            decoded = once
+        for part in decoded.replace("\\", "/").split("/"):
+            if part == "..":
+                depth -= 1
+                if depth < 0:
+                    return True
+            elif part not in ("", "."):
+                depth += 1
+    return False

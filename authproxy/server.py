@@ -1,0 +1,51 @@
+"""Run the app until SIGTERM/SIGINT, then stop accepting and drain in-flight requests."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+from aiohttp import web
+
+from .app import CONFIG
+
+log = structlog.get_logger("authproxy.server")
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Start listening; returns the runner (for cleanup) and the base URL actually bound."""
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=app[CONFIG].shutdown_timeout
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    return runner, f"http://{_host_for_url(bound_host)}:{bound_port}"
+
+
+async def serve(app: web.Application, host: str, port: int, *, stop: asyncio.Event | None = None) -> None:
+    """Serve `app` on host:port until SIGTERM/SIGINT (or `stop`), then drain and return."""
+    config = app[CONFIG]
+    runner, url = await start_server(app, host, port)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("listening", url=url, routes={r.prefix: r.upstream for r in config.routes.values()})
+        await stop.wait()
+        log.info("shutting_down", drain_timeout_s=config.shutdown_timeout)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()  # stops listening, waits for in-flight requests up to shutdown_timeout
+    log.info("stopped")
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

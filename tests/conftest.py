@@ -1,0 +1,130 @@
+"""Shared fixtures: a recording fake upstream and a factory for real proxies on ephemeral ports."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+
+from authproxy.app import build_app
+from authproxy.clock import Clock, FakeClock
+from authproxy.config import parse_config, secret_values
+from authproxy.config_schema import Config
+from authproxy.logging import Redactor, configure_logging
+from authproxy.server import start_server
+from tests.fakes.upstream import FakeUpstream
+
+
+@dataclass
+class RunningProxy:
+    url: str
+    app: web.Application
+    config: Config
+    runner: web.AppRunner
+
+    def at(self, path: str) -> str:
+        return self.url + path
+
+
+class LogCapture:
+    """Every log line the proxy writes, as text and parsed JSON."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def logs() -> LogCapture:
+    return LogCapture()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    fake = await FakeUpstream().start()
+    yield fake
+    await fake.stop()
+
+
+ProxyFactory = Callable[..., Awaitable[RunningProxy]]
+
+
+@pytest.fixture
+async def make_proxy(logs: LogCapture) -> AsyncIterator[ProxyFactory]:
+    """Start a proxy from a config (YAML text or dict) on 127.0.0.1:0; stopped after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def factory(
+        config: str | dict[str, Any],
+        *,
+        clock: Clock | None = None,
+        env: dict[str, str] | None = None,
+        **app_kwargs: Any,
+    ) -> RunningProxy:
+        text = config if isinstance(config, str) else yaml.safe_dump(config)
+        cfg = parse_config(text, env=env or {})
+        configure_logging(cfg.log.level, "json", redactor=Redactor(secret_values(cfg)), stream=logs.stream)
+        app = build_app(cfg, clock=clock, **app_kwargs)
+        runner, url = await start_server(app, "127.0.0.1", 0)
+        runners.append(runner)
+        return RunningProxy(url, app, cfg, runner)
+
+    yield factory
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+async def raw_exchange(url: str, payload: bytes, *, read_timeout: float = 5.0) -> bytes:
+    """Send raw bytes to the server behind `url` and read until it closes (or times out)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(payload)
+        await writer.drain()
+        chunks = []
+        while True:
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), read_timeout)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and b"Connection: close" not in b"".join(chunks):
+                head, _, rest = b"".join(chunks).partition(b"\r\n\r\n")
+                length = [
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ]
+                if length and len(rest) >= length[0]:
+                    break
+        return b"".join(chunks)
+    finally:
+        writer.close()

@@ -1,0 +1,113 @@
+"""The command line, run as a real subprocess: check, presets, run with graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+CLI = [sys.executable, "-m", "authproxy"]
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+async def test_check_prints_routes_with_secrets_masked(tmp_path) -> None:
+    config = write(
+        tmp_path,
+        "routes:\n  pay:\n    upstream: https://pay.example/api\n"
+        "    headers: {x-api-key: SENTINEL-KEY}\n"
+        "    auth: {grant: client_credentials, token_url: /o/token/, client_id: my-id,\n"
+        "           client_secret: SENTINEL-SECRET}\n",
+    )
+    code, out, err = await run_cli("check", "-c", config)
+    assert code == 0, err
+    assert "SENTINEL" not in out + err
+    assert "my-id" in out and "https://pay.example/o/token/" in out and "********" in out
+    assert "# OK: 1 route(s): /pay -> https://pay.example/api" in out
+
+
+async def test_invalid_config_exits_2_listing_every_problem(tmp_path) -> None:
+    config = write(tmp_path, "listen: nowhere\nroutes:\n  a: {upstrem: x}\n")
+    code, _, err = await run_cli("check", "-c", config)
+    assert code == 2
+    assert "3 problem(s)" in err
+    assert "listen:" in err and "routes.a.upstrem" in err and "did you mean 'upstream'?" in err
+    assert "Traceback" not in err
+    code, _, err = await run_cli("run", "-c", config)
+    assert code == 2 and "3 problem(s)" in err
+
+
+async def test_missing_config_file_exits_2(tmp_path) -> None:
+    code, _, err = await run_cli("check", "-c", str(tmp_path / "absent.yaml"))
+    assert code == 2 and "cannot read the config file" in err
+
+
+async def test_presets_lists_all_providers() -> None:
+    code, out, _ = await run_cli("presets")
+    assert code == 0
+    for name in ("stockx", "stex", "stonex", "tradevest", "o-token"):
+        assert name in out
+    code, out, _ = await run_cli("presets", "stockx")
+    assert code == 0 and "gateway.stockx.com" in out and "x-api-key" in out
+
+
+async def start_proxy(config: str) -> tuple[asyncio.subprocess.Process, str, list[dict]]:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "run", "-c", config, "--listen", "127.0.0.1:0", "--log-format", "json", stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    lines: list[dict] = []
+    while True:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line, "the proxy exited before listening"
+        lines.append(json.loads(line))
+        if lines[-1]["event"] == "listening":
+            return proc, lines[-1]["url"], lines
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_run_serves_and_drains_in_flight_on_signal(tmp_path, upstream, sig) -> None:
+    config = write(tmp_path, f"shutdown_timeout: 20\nroutes:\n  api:\n    upstream: {upstream.url}\n")
+    proc, url, lines = await start_proxy(config)
+    assert lines[-1]["routes"] == {"/api": upstream.url}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/api/plain") as resp:
+            assert resp.status == 200
+        async with session.get(f"{url}/api/chunks/2") as resp:  # in flight while the signal arrives
+            upstream.chunk_gate.put_nowait(None)
+            assert await resp.content.readuntil(b"\n\n") == b"data: 0\n\n"
+            proc.send_signal(sig)
+            assert proc.stderr is not None
+            assert json.loads(await asyncio.wait_for(proc.stderr.readline(), 10))["event"] == "shutting_down"
+            upstream.chunk_gate.put_nowait(None)
+            assert await resp.read() == b"data: 1\n\n"
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def test_drain_gives_up_after_shutdown_timeout(tmp_path, upstream) -> None:
+    config = write(tmp_path, f"shutdown_timeout: 0.5\nroutes:\n  api:\n    upstream: {upstream.url}\n")
+    proc, url, _ = await start_proxy(config)
+    async with aiohttp.ClientSession() as session:
+        pending = asyncio.ensure_future(session.get(f"{url}/api/hang"))
+        await upstream.hang_started.wait()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        with pytest.raises(aiohttp.ClientError):
+            await pending
