@@ -95,15 +95,21 @@ class ProxyHandler:
             headers.update(credential.headers(token))
         sent_at = self.clock.monotonic()
         upstream = await self._send(request.method, url, headers, body, route)
-        if credential is not None and replayable and self._should_retry(upstream, route, request.method):
-            upstream.release()
-            outcome["retried"] = True
-            token = await credential.refresh(stale=token)
-            headers.update(credential.headers(token))
-            upstream = await self._send(request.method, url, headers, body, route)
-        outcome["upstream_ms"] = round((self.clock.monotonic() - sent_at) * 1000, 2)
-        outcome["status"] = upstream.status
         try:
+            if (
+                credential is not None
+                and token is not None
+                and replayable
+                and self._should_retry(upstream, route, request.method)
+            ):
+                fresh = await credential.refresh(stale=token)
+                if fresh.access_token != token.access_token:  # a static token cannot be renewed: keep the 401
+                    upstream.release()
+                    outcome["retried"] = True
+                    headers.update(credential.headers(fresh))
+                    upstream = await self._send(request.method, url, headers, body, route)
+            outcome["upstream_ms"] = round((self.clock.monotonic() - sent_at) * 1000, 2)
+            outcome["status"] = upstream.status
             return await self._stream_back(request, upstream, route, request_id, outcome)
         finally:
             upstream.release()

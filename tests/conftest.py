@@ -20,6 +20,7 @@ from authproxy.config import parse_config, secret_values
 from authproxy.config_schema import Config
 from authproxy.logging import Redactor, configure_logging
 from authproxy.server import start_server
+from tests.fakes.token_server import TokenServer
 from tests.fakes.upstream import FakeUpstream
 
 
@@ -98,6 +99,19 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+async def token_server() -> AsyncIterator[TokenServer]:
+    async with TokenServer() as server:
+        yield server
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Let the loop run until `predicate()` holds (the timeout only guards a hung test)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0)
 
 
 async def raw_exchange(url: str, payload: bytes, *, read_timeout: float = 5.0) -> bytes:

@@ -11,6 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.fakes.token_server import Reply
+
 CLI = [sys.executable, "-m", "authproxy"]
 
 
@@ -95,7 +97,8 @@ async def test_run_serves_and_drains_in_flight_on_signal(tmp_path, upstream, sig
             assert await resp.content.readuntil(b"\n\n") == b"data: 0\n\n"
             proc.send_signal(sig)
             assert proc.stderr is not None
-            assert json.loads(await asyncio.wait_for(proc.stderr.readline(), 10))["event"] == "shutting_down"
+            while json.loads(await asyncio.wait_for(proc.stderr.readline(), 10))["event"] != "shutting_down":
+                pass
             upstream.chunk_gate.put_nowait(None)
             assert await resp.read() == b"data: 1\n\n"
     assert await asyncio.wait_for(proc.wait(), 30) == 0
@@ -111,3 +114,36 @@ async def test_drain_gives_up_after_shutdown_timeout(tmp_path, upstream) -> None
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         with pytest.raises(aiohttp.ClientError):
             await pending
+
+
+async def test_token_prints_a_current_access_token_only(tmp_path, token_server) -> None:
+    token_server.default = lambda request: Reply.token("at-cli", 3600, refresh_token="SENTINEL-RT")
+    config = write(
+        tmp_path,
+        "routes:\n  api:\n    upstream: https://api.example.com\n    auth:\n      grant: client_credentials\n"
+        f"      token_url: {token_server.url}\n      client_id: cid\n      client_secret: SENTINEL-SECRET\n",
+    )
+    code, out, err = await run_cli("token", "api", "-c", config)
+    assert (code, out) == (0, "at-cli\n"), err
+    code, out, _ = await run_cli("token", "api", "--json", "-c", config)
+    shown = json.loads(out)
+    assert code == 0 and shown["access_token"] == "at-cli" and shown["token_type"] == "Bearer"
+    assert shown["expires_at"] > 0
+    assert "SENTINEL" not in out + err
+
+
+async def test_token_reports_failures_clearly(tmp_path, token_server) -> None:
+    token_server.default = lambda request: Reply.error("invalid_client", status=401)
+    config = write(
+        tmp_path,
+        "routes:\n  api:\n    upstream: https://api.example.com\n    auth:\n      grant: client_credentials\n"
+        f"      token_url: {token_server.url}\n      client_id: cid\n      client_secret: SENTINEL-SECRET\n"
+        "  open:\n    upstream: https://api.example.com\n",
+    )
+    code, out, err = await run_cli("token", "api", "-c", config)
+    assert code == 1 and out == ""
+    assert "credential_failed" in err and "invalid_client" in err and "SENTINEL" not in err
+    code, _, err = await run_cli("token", "nope", "-c", config)
+    assert code == 1 and "routes: api, open" in err
+    code, _, err = await run_cli("token", "open", "-c", config)
+    assert code == 1 and "no token" in err

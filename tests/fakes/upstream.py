@@ -165,12 +165,23 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
-    async def _do_auth(self, request: web.Request, arg: str) -> web.Response:
-        """401 unless the bearer token is in `valid_tokens`; then echo which token was used."""
+    async def _do_auth(self, request: web.Request, arg: str, status: int = 401) -> web.Response:
+        """`status` unless the bearer token is in `valid_tokens`; then echo which token was used."""
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ")
         if token not in self.valid_tokens:
             return web.json_response(
-                {"error": "invalid_token"}, status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                {"error": "invalid_token"}, status=status, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
-        return web.json_response({"token": token})
+        return web.json_response({"token": token, "body_bytes": len(await request.read())})
+
+    async def _do_auth403(self, request: web.Request, arg: str) -> web.Response:
+        return await self._do_auth(request, arg, status=403)
+
+    async def _do_scope(self, request: web.Request, arg: str) -> web.Response:
+        """403 insufficient_scope: a fresh token would not help."""
+        return web.json_response(
+            {"error": "insufficient_scope"},
+            status=403,
+            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="admin"'},
+        )

@@ -1,0 +1,102 @@
+"""RFC 7523 client assertions (`private_key_jwt`, `client_secret_jwt`).
+
+PyJWT and cryptography are an optional extra (`pip install 'authproxy[jwt]'`), imported only
+here and only when a route uses a signed assertion, so the core install works without them.
+Keys are parsed once, at build time, so a bad key is a config error rather than a 503 later.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from authproxy.clock import Clock
+from authproxy.errors import ConfigError
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME = 60.0
+EXTRA_HINT = "install the jwt extra: pip install 'authproxy[jwt]'"
+
+
+def _import_jwt(where: str) -> Any:
+    try:
+        import jwt  # optional extra: imported lazily so the core install works without it
+    except ImportError:
+        raise ConfigError([(where, f"signed client assertions need PyJWT and cryptography; {EXTRA_HINT}")]) from None
+    return jwt
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionSigner:
+    """Signs a fresh client assertion per token request (new `jti`, `iat` from the clock)."""
+
+    client_id: str
+    audience: str
+    algorithm: str
+    key: Any  # a cryptography private key, or the client secret bytes for HS*
+    key_id: str | None
+
+    def sign(self, clock: Clock) -> str:
+        jwt = _import_jwt("auth.client_auth")
+        iat = int(clock.now())
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": self.audience,
+            "jti": secrets.token_urlsafe(24),
+            "iat": iat,
+            "exp": iat + int(ASSERTION_LIFETIME),
+        }
+        headers = {"kid": self.key_id} if self.key_id else None
+        return str(jwt.encode(claims, self.key, algorithm=self.algorithm, headers=headers))
+
+
+def build_signer(
+    *,
+    method: str,
+    client_id: str,
+    token_url: str,
+    audience: str | None,
+    private_key: str | None,
+    client_secret: str | None,
+    key_id: str | None,
+    algorithm: str | None,
+    where: str,
+) -> AssertionSigner:
+    """Validate the key material for `method` and return a signer; raises ConfigError."""
+    _import_jwt(f"{where}.client_auth")
+    aud = audience or token_url
+    if method == "client_secret_jwt":
+        if not client_secret:
+            raise ConfigError([(f"{where}.client_secret", "client_secret_jwt signs with the client secret; set it")])
+        alg = algorithm or "HS256"
+        if not alg.startswith("HS"):
+            raise ConfigError([(f"{where}.assertion_alg", f"client_secret_jwt needs an HS* algorithm, not {alg}")])
+        return AssertionSigner(client_id, aud, alg, client_secret.encode(), key_id)
+    if not private_key:
+        raise ConfigError([(f"{where}.private_key", "private_key_jwt needs a PEM private key (or private_key_file)")])
+    key = _load_private_key(private_key, f"{where}.private_key")
+    alg = algorithm or _default_algorithm(key, f"{where}.assertion_alg")
+    return AssertionSigner(client_id, aud, alg, key, key_id)
+
+
+def _load_private_key(pem: str, where: str) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        return serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:  # never echo the key itself
+        raise ConfigError([(where, f"not a usable unencrypted PEM private key ({type(exc).__name__})")]) from None
+
+
+def _default_algorithm(key: Any, where: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}.get(key.curve.name, "ES256")
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    raise ConfigError([(where, "cannot pick an algorithm for this key type; set assertion_alg")])

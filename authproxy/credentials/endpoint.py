@@ -1,0 +1,233 @@
+"""One token request, for every grant: build the body, POST it, turn the answer into a Token.
+
+Grants differ only in their parameters; encoding (form or JSON), client authentication,
+response field mapping and RFC 6749 §5.2 error classification are written once, here.
+Error texts never echo the response body or anything we sent (secrets are redacted from the
+server's `error_description`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+
+from authproxy.clock import Clock
+from authproxy.config_schema import AuthConfig
+from authproxy.credentials.client_auth import ClientAuthMethod
+from authproxy.errors import TokenEndpointError
+from authproxy.tokens import Token
+
+# RFC 6749 §5.2 errors that retrying without a human cannot fix.
+PERMANENT_ERRORS = frozenset(
+    {"invalid_client", "invalid_grant", "invalid_scope", "unauthorized_client", "unsupported_grant_type"}
+)
+MAX_RESPONSE_BYTES = 256 * 1024
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30.0, connect=10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEndpoint:
+    """A route's token endpoint and how to talk to it."""
+
+    auth: AuthConfig
+    token_url: str
+    client_auth: ClientAuthMethod
+    clock: Clock
+    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
+
+    async def request(
+        self,
+        http: aiohttp.ClientSession,
+        grant_type: str,
+        params: Mapping[str, str],
+        *,
+        previous_refresh: str | None = None,
+    ) -> Token:
+        """POST one token request; raise TokenEndpointError (already classified) on any failure.
+
+        A refresh token missing from the answer is replaced by `previous_refresh`.
+        """
+        auth = self.auth
+        parts = self.client_auth(self.clock)
+        body: dict[str, str] = {"grant_type": grant_type} if auth.include_grant_type else {}
+        body.update(params)
+        body.update(parts.params)
+        if auth.scope:
+            body["scope"] = auth.scope
+        if auth.audience:
+            body["audience"] = auth.audience
+        body.update(auth.extra_params)
+        headers = {"Accept": "application/json", **parts.headers}
+        if auth.request_format == "json":
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        else:
+            data, headers["Content-Type"] = urlencode(body).encode(), "application/x-www-form-urlencoded"
+        headers.update(auth.extra_headers)
+        secrets = [*parts.secrets, *params.values(), *auth.extra_params.values()]
+        sent_at = self.clock.now()  # lifetimes count from the request, not the answer
+        status, content_type, raw = await self._post(http, data, headers)
+        answer = _parse_json(raw)
+        if not 200 <= status < 300 or (
+            isinstance(answer, dict) and "error" in answer and lookup(answer, auth.response.access_token) is None
+        ):
+            raise _error_from(status, content_type, answer, secrets)
+        if not isinstance(answer, dict):
+            raise TokenEndpointError(
+                f"token endpoint answered HTTP {status} with a body that is not a JSON object "
+                f"(content-type {content_type or 'none'})",
+                status=status,
+            )
+        return self._token_from(answer, status, sent_at, previous_refresh)
+
+    async def _post(self, http: aiohttp.ClientSession, data: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        host = urlsplit(self.token_url).netloc
+        try:
+            async with http.post(
+                self.token_url, data=data, headers=headers, allow_redirects=False, timeout=self.timeout
+            ) as resp:
+                return resp.status, resp.headers.get("Content-Type", ""), await _read_limited(resp)
+        except TimeoutError:
+            raise TokenEndpointError(f"token endpoint {host} timed out") from None
+        except aiohttp.ClientError as exc:
+            raise TokenEndpointError(f"cannot reach token endpoint {host} ({type(exc).__name__})") from None
+
+    def _token_from(self, answer: dict[str, Any], status: int, sent_at: float, previous_refresh: str | None) -> Token:
+        mapping = self.auth.response
+        access = lookup(answer, mapping.access_token)
+        if not isinstance(access, str) or not access:
+            raise TokenEndpointError(
+                f"token endpoint answered HTTP {status} without an access token "
+                f"(no string at {mapping.access_token!r})",
+                status=status,
+            )
+        if not access.isascii() or not access.isprintable() or " " in access:
+            raise TokenEndpointError(
+                f"token endpoint answered HTTP {status} with an access token that cannot be "
+                "sent in a header (control characters or spaces)",
+                status=status,
+            )
+        now = self.clock.now()
+        expires_at = _expiry(lookup(answer, mapping.expires_in), access, sent_at, self.auth.default_ttl)
+        if expires_at <= now:
+            raise TokenEndpointError(
+                f"token endpoint answered HTTP {status} with an already expired token", status=status
+            )
+        refresh = lookup(answer, mapping.refresh_token)
+        return Token(
+            access_token=access,
+            expires_at=expires_at,
+            refresh_token=refresh if isinstance(refresh, str) and refresh else previous_refresh,
+            token_type=self.auth.token_type or normalize_type(lookup(answer, mapping.token_type)),
+            obtained_at=sent_at,
+        )
+
+
+def lookup(data: Any, path: str) -> Any:
+    """Follow a dotted path (`data.token`, `items.0.value`) into parsed JSON; None if absent."""
+    for part in path.split("."):
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
+
+
+def normalize_type(value: Any) -> str:
+    """`bearer` in any case → `Bearer`; missing or unusable (spaces, CR/LF) → `Bearer`."""
+    if not isinstance(value, str) or not value or not value.isascii() or not value.isalnum():
+        return "Bearer"
+    return "Bearer" if value.lower() == "bearer" else value
+
+
+def parse_expires_in(value: Any) -> float | None:
+    """A positive finite number or numeric string; anything else (negative, garbage) → None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+        return float(value)
+    return None
+
+
+def jwt_expiry(access_token: str) -> float | None:
+    """The `exp` claim of a JWT access token, read without verification (only to schedule)."""
+    parts = access_token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, TypeError):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        return None
+    return float(exp)
+
+
+def _expiry(expires_in: Any, access: str, sent_at: float, default_ttl: float) -> float:
+    """expires_in if usable, else the JWT's exp, else default_ttl (bad expires_in is ignored)."""
+    lifetime = parse_expires_in(expires_in)
+    if lifetime is not None:
+        return sent_at + lifetime
+    exp = jwt_expiry(access)
+    if exp is not None:
+        return exp
+    return sent_at + default_ttl
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _error_from(status: int, content_type: str, answer: Any, secrets: list[str]) -> TokenEndpointError:
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if not isinstance(error, str) or not error or len(error) > 64:
+        return TokenEndpointError(
+            f"token endpoint answered HTTP {status} (content-type {content_type or 'none'}, no OAuth error)",
+            status=status,
+        )
+    description = answer.get("error_description")
+    text = f"token endpoint answered HTTP {status}: {error}"
+    if isinstance(description, str) and description:
+        text += f" ({redact(description, secrets)})"
+    return TokenEndpointError(text, oauth_error=error, status=status, permanent=error in PERMANENT_ERRORS)
+
+
+def redact(text: str, secrets: list[str], limit: int = 200) -> str:
+    """Hide anything we sent that is secret, drop control characters, and cut to `limit`."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+async def _read_limited(resp: aiohttp.ClientResponse) -> bytes:
+    """The body, up to MAX_RESPONSE_BYTES (a token answer is small; more is not a token answer)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_RESPONSE_BYTES:
+        chunk = await resp.content.read(64 * 1024)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+__all__ = ["PERMANENT_ERRORS", "TokenEndpoint", "jwt_expiry", "lookup", "normalize_type", "parse_expires_in"]
