@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import yaml
 
-from .config import load_config, masked, secret_values
+from .config import is_loopback, load_config, masked, secret_values
 from .config_schema import Config
 from .errors import AuthProxyError, ConfigError
 from .logging import Redactor, configure_logging
@@ -52,6 +53,23 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--json", action="store_true", help="also print type and expiry, as JSON")
     token.set_defaults(func=cmd_token)
 
+    login = sub.add_parser("login", help="log ROUTE in through the browser (authorization code + PKCE)")
+    _config_arg(login)
+    login.add_argument("route")
+    login.add_argument("--no-browser", action="store_true", help="print the URL; accept the redirect URL on stdin")
+    login.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the browser (default 300)")
+    login.set_defaults(func=_lazy("login", "cmd_login"))
+
+    logout = sub.add_parser("logout", help="forget ROUTE's stored tokens (and revoke them when configured)")
+    _config_arg(logout)
+    logout.add_argument("route")
+    logout.set_defaults(func=_lazy("login", "cmd_logout"))
+
+    run_exec = sub.add_parser("exec", help="run COMMAND with the proxy on a free loopback port (AUTHPROXY_URL)")
+    _config_arg(run_exec)
+    run_exec.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    run_exec.set_defaults(func=_lazy("exec_cmd", "cmd_exec"))
+
     demo = sub.add_parser("demo", help="run a self-contained demo: token server, API and proxy on loopback")
     demo.add_argument("--listen", default="127.0.0.1:8080", help="where the demo proxy listens")
     demo.add_argument("--token-lifetime", type=int, default=30, help="seconds each demo token lives")
@@ -62,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     presets.add_argument("name", nargs="?", help="show one preset's defaults")
     presets.set_defaults(func=cmd_presets)
     return parser
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A command implemented in its own module, imported only when that command runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        return int(getattr(importlib.import_module(f"authproxy.{module}"), name)(args) or 0)
+
+    return run
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +112,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         host, port = split_listen(args.listen or config.listen)
     except ValueError:
         print(f"--listen: {args.listen!r} is not host:port; write e.g. 127.0.0.1:8080", file=sys.stderr)
+        return EXIT_CONFIG
+    if not is_loopback(host) and not config.allow_anonymous:
+        print(
+            f"--listen: {host} is reachable from other machines; set allow_anonymous: true in the config "
+            "to allow that (only on a private network)",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     _run(serve(build_app(config), host, port))
     return 0
@@ -117,7 +151,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from .clock import SystemClock
+    from .credentials import build_source
+
     config = load_config(args.config)
+    problems: list[tuple[str, str]] = []
+    for route in config.routes.values():  # what only building the credential reveals (keys, extras)
+        try:
+            build_source(route, SystemClock())
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        raise ConfigError(problems, args.config)
     print(yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False), end="")
     print(
         f"# OK: {len(config.routes)} route(s): "

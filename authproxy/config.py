@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 import types
@@ -136,9 +137,17 @@ class _Context:
                     routes[str(name)] = route
         self.check_prefixes(routes)
         try:
-            split_listen(config.listen)
+            host, _ = split_listen(config.listen)
         except ValueError:
             self.problems.add("listen", f"{config.listen!r} is not host:port; write e.g. 127.0.0.1:8080")
+        else:
+            if not is_loopback(host) and not config.allow_anonymous:
+                self.problems.add(
+                    "listen",
+                    f"{host} is reachable from other machines, and anyone who can connect "
+                    "would use these credentials; listen on 127.0.0.1, or set allow_anonymous: true "
+                    "(only on a private network, e.g. a sidecar's pod)",
+                )
         return dataclasses.replace(config, routes=routes)
 
     def parse_route(self, name: str, body: Any) -> RouteConfig | None:
@@ -333,6 +342,16 @@ class _Context:
 
 
 _INVALID = object()
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_url(value: str, path: str, problems: Problems, relative_ok: bool = False) -> URL | None:

@@ -104,6 +104,9 @@ class StoreConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     listen: str = opt("127.0.0.1:8080", "host:port to listen on; loopback by default.")
+    allow_anonymous: bool = opt(
+        False, "Allow listening beyond loopback with no client keys (anyone who can connect uses the credentials)."
+    )
     log: LogConfig = opt(doc="Logging.", factory=LogConfig)
     store: StoreConfig = opt(doc="Token store.", factory=StoreConfig)
     shutdown_timeout: float = opt(30.0, "Seconds in-flight requests may finish after SIGTERM.")

@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 
 from .app import CONFIG
+from .config import is_loopback
 
 log = structlog.get_logger("authproxy.server")
 
@@ -38,6 +39,13 @@ async def serve(app: web.Application, host: str, port: int, *, stop: asyncio.Eve
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("listening", url=url, routes={r.prefix: r.upstream for r in config.routes.values()})
+        if not is_loopback(host):
+            log.warning(
+                "open_to_the_network",
+                url=url,
+                detail="allow_anonymous is set: anyone who can reach this "
+                "address uses the configured credentials; keep it on a private network",
+            )
         await stop.wait()
         log.info("shutting_down", drain_timeout_s=config.shutdown_timeout)
     finally:

@@ -255,3 +255,15 @@ def test_root_prefix_and_trailing_slash_normalised() -> None:
     )
     assert config.routes["a"].prefix == "/"
     assert config.routes["b"].prefix == "/b"
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "[::]:8080", "192.168.1.5:80", "example.com:80"])
+def test_non_loopback_listen_needs_allow_anonymous(listen: str) -> None:
+    found = dict(problems(f"listen: '{listen}'\n" + BASE))
+    assert "allow_anonymous: true" in found["listen"]
+    assert parse_config(f"listen: '{listen}'\nallow_anonymous: true\n" + BASE, env={}).listen == listen
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:8080", "127.0.0.2:1", "[::1]:8080", "localhost:8080"])
+def test_loopback_listen_is_fine(listen: str) -> None:
+    assert parse_config(f"listen: '{listen}'\n" + BASE, env={}).listen == listen
