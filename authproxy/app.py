@@ -14,53 +14,71 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import SystemRoute
 
+from .admin import add_admin_routes
+from .app_keys import CLOCK, PROXY, RUNTIME, STATS, STORE, TOKEN_SESSION, Runtime
 from .clock import Clock, SystemClock
 from .config_schema import Config
 from .credentials import Credential, build_credential
-from .proxy import ProxyHandler
+from .errors import RouteNotFound
+from .headers import request_id_from
+from .logging import Redactor
+from .metrics import Stats
+from .proxy import ProxyHandler, error_response
 from .routing import Route, Router
 from .stores import TokenStore
 from .stores.memory import MemoryStore
 
-CONFIG = web.AppKey("config", Config)
-CLOCK = web.AppKey("clock", Clock)
-ROUTER = web.AppKey("router", Router)
-PROXY = web.AppKey("proxy", ProxyHandler)
-STORE = web.AppKey("store", TokenStore)
-TOKEN_SESSION = web.AppKey("token_session", aiohttp.ClientSession)
 ADMIN_PREFIX = "/-/"
 
 log = structlog.get_logger("authproxy.app")
 
 
-def refusal_middleware(proxy: ProxyHandler) -> Middleware:
-    """Hand targets aiohttp's router cannot match (CONNECT, `OPTIONS *`) to the proxy handler.
+def listener_middleware(proxy: ProxyHandler, runtime: Runtime) -> Middleware:
+    """Keep admin and proxy traffic on their own listeners, and refuse what the router cannot match.
 
-    The router would answer them with a plain-text 404; the proxy refuses them with JSON errors.
+    aiohttp's router answers CONNECT and `OPTIONS *` with a plain-text 404; the proxy handler
+    refuses them with JSON errors instead. With a separate admin listener, /-/ is served only
+    there and routes only on the main one.
     """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if isinstance(request.match_info.route, SystemRoute) and not request.raw_path.startswith(ADMIN_PREFIX):
+        admin_path = request.raw_path.startswith(ADMIN_PREFIX)
+        if runtime.admin_port is not None:
+            sockname = request.transport.get_extra_info("sockname") if request.transport else None
+            on_admin = bool(sockname) and sockname[1] == runtime.admin_port
+            if on_admin != admin_path:
+                listener = "the admin listener" if on_admin else "this listener"
+                return error_response(RouteNotFound(f"not served on {listener}"), request_id_from(request.headers))
+        if not admin_path and isinstance(request.match_info.route, SystemRoute):
             return await proxy(request)
         return await handler(request)
 
     return middleware
 
 
-def build_app(config: Config, *, clock: Clock | None = None, store: TokenStore | None = None) -> web.Application:
+def build_app(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    store: TokenStore | None = None,
+    config_path: str | None = None,
+    redactor: Redactor | None = None,
+) -> web.Application:
     """The aiohttp application serving `config`; nothing touches the network until startup."""
     clock = clock or SystemClock()
+    stats = Stats()
     router = Router([Route(route) for route in config.routes.values()])
-    handler = ProxyHandler(router, clock, access_log=config.log.access_log)
+    handler = ProxyHandler(router, clock, stats, access_log=config.log.access_log)
     largest_replay = max((r.retry_body_limit for r in config.routes.values()), default=0)
-    app = web.Application(middlewares=[refusal_middleware(handler)], client_max_size=largest_replay + 1)
-    app[CONFIG] = config
+    runtime = Runtime(config, router, config_path, clock.monotonic(), redactor)
+    app = web.Application(middlewares=[listener_middleware(handler, runtime)], client_max_size=largest_replay + 1)
+    app[RUNTIME] = runtime
     app[CLOCK] = clock
-    app[ROUTER] = router
+    app[STATS] = stats
     app[PROXY] = handler
     app[STORE] = store or MemoryStore()
-    app.router.add_get("/-/health", health)
+    add_admin_routes(app)
     app.router.add_route("*", "/{tail:.*}", handler.__call__)  # last: admin routes above win
     app.cleanup_ctx.append(_sessions)
     app.cleanup_ctx.append(_credentials)
@@ -98,17 +116,17 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _credentials(app: web.Application) -> AsyncIterator[None]:
-    credentials: list[Credential] = []
-    for route in app[ROUTER].routes:
-        route.credential = build_credential(route.config, http=app[TOKEN_SESSION], store=app[STORE], clock=app[CLOCK])
-        if route.credential is not None:
-            credentials.append(route.credential)
-            route.credential.start()
+    for route in app[RUNTIME].router.routes:
+        route.credential = make_credential(app, route)
     yield
-    for credential in credentials:
+    runtime = app[RUNTIME]
+    for credential in {r.credential for r in runtime.router.routes if r.credential} | set(runtime.retired):
         await credential.close()
 
 
-async def health(request: web.Request) -> web.Response:
-    """Liveness: the process is up and serving."""
-    return web.json_response({"status": "ok"})
+def make_credential(app: web.Application, route: Route) -> Credential | None:
+    """Build (and start renewing) the route's credential with the app's shared parts."""
+    credential = build_credential(route.config, http=app[TOKEN_SESSION], store=app[STORE], clock=app[CLOCK])
+    if credential is not None:
+        credential.start()
+    return credential

@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .server import serve
 
     config = load_config(args.config)
-    _setup_logging(config, args.log_format, args.log_level)
+    redactor = _setup_logging(config, args.log_format, args.log_level)
     try:
         host, port = split_listen(args.listen or config.listen)
     except ValueError:
@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    _run(serve(build_app(config), host, port))
+    _run(serve(build_app(config, config_path=args.config, redactor=redactor), host, port))
     return 0
 
 

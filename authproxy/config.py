@@ -148,6 +148,20 @@ class _Context:
                     "would use these credentials; listen on 127.0.0.1, or set allow_anonymous: true "
                     "(only on a private network, e.g. a sidecar's pod)",
                 )
+        if config.admin.listen is not None:
+            try:
+                admin_host, _ = split_listen(config.admin.listen)
+            except ValueError:
+                self.problems.add(
+                    "admin.listen", f"{config.admin.listen!r} is not host:port; write e.g. 127.0.0.1:9901"
+                )
+            else:
+                if not is_loopback(admin_host) and not config.allow_anonymous:
+                    self.problems.add(
+                        "admin.listen",
+                        f"{admin_host} is reachable from other machines; listen on "
+                        "127.0.0.1, or set allow_anonymous: true (only on a private network)",
+                    )
         return dataclasses.replace(config, routes=routes)
 
     def parse_route(self, name: str, body: Any) -> RouteConfig | None:

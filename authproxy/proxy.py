@@ -17,16 +17,11 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .clock import Clock
-from .errors import (
-    AuthProxyError,
-    MethodRefused,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
+from .errors import AuthProxyError, MethodRefused, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .headers import REQUEST_ID, request_id_from, response_headers, rewrite_location, upstream_request_headers
+from .metrics import UNMATCHED, Stats
 from .routing import Route, Router
-from .tokens import Token
+from .websocket import is_websocket_upgrade, proxy_websocket
 
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
 NO_BODY_STATUS = frozenset((204, 304))
@@ -35,48 +30,93 @@ READ_CHUNK = 256 * 1024
 log = structlog.get_logger("authproxy.proxy")
 
 
+class Exchange:
+    """What happened to one request: for the access log and the metrics."""
+
+    __slots__ = ("bytes", "error", "headers_at", "prepared_at", "retried", "sent_at", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.bytes = 0
+        self.error: str | None = None
+        self.retried = False
+        self.sent_at: float | None = None  # first byte sent upstream
+        self.headers_at: float | None = None  # final upstream response headers received
+        self.prepared_at: float | None = None  # our response headers sent to the client
+
+
 class ProxyHandler:
     """The catch-all handler; `router` and `session` are set by the app at startup (and on reload)."""
 
-    def __init__(self, router: Router, clock: Clock, *, access_log: bool = True) -> None:
+    def __init__(self, router: Router, clock: Clock, stats: Stats, *, access_log: bool = True) -> None:
         self.router = router
         self.clock = clock
+        self.stats = stats
         self.access_log = access_log
         self.session: aiohttp.ClientSession | None = None
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        started = self.clock.monotonic()
+        clock = self.clock
+        started = clock.monotonic()
         request_id = request_id_from(request.headers)
         route: Route | None = None
-        outcome: dict[str, Any] = {"status": 0, "bytes": 0, "upstream_ms": None}
+        exchange = Exchange()
+        stats = None
         try:
             if request.method == "CONNECT":
                 raise MethodRefused("CONNECT is refused: authproxy is not an open proxy")
             route, remainder, query = self.router.match(request.raw_path)
-            return await self._forward(request, route, route.upstream_url(remainder, query), request_id, outcome)
+            stats = self.stats.route(route.name)
+            stats.in_flight += 1
+            url = route.upstream_url(remainder, query)
+            if is_websocket_upgrade(request):
+                assert self.session is not None, "the app's startup creates the upstream session"
+                return await proxy_websocket(request, route, url, request_id, self.session, exchange, clock)
+            return await self._forward(request, route, url, request_id, exchange)
         except AuthProxyError as err:
             if err.route is None and route is not None:
                 err.route = route.name
-            outcome["status"] = err.status
-            outcome["error"] = err.code
+            exchange.status = err.status
+            exchange.error = err.code
             return error_response(err, request_id)
         except asyncio.CancelledError:
-            outcome["status"] = 499  # the client went away; its upstream request is cancelled with it
+            exchange.status = 499  # the client went away; its upstream request is cancelled with it
             raise
         finally:
+            ended = clock.monotonic()
+            if stats is None:
+                stats = self.stats.route(UNMATCHED)
+            else:
+                stats.in_flight -= 1
+            upstream_s = overhead_s = None
+            if exchange.sent_at is not None and exchange.headers_at is not None:
+                upstream_s = exchange.headers_at - exchange.sent_at
+                overhead_s = (exchange.sent_at - started) + ((exchange.prepared_at or ended) - exchange.headers_at)
+            stats.record(
+                request.method,
+                exchange.status,
+                upstream_s=upstream_s,
+                overhead_s=overhead_s if overhead_s is not None else ended - started,
+                retried=exchange.retried,
+                failed=exchange.error is not None,
+            )
             if self.access_log:
                 log.info(
                     "request",
                     route=route.name if route else None,
                     method=request.method,
                     path=request.raw_path,
-                    duration_ms=round((self.clock.monotonic() - started) * 1000, 2),
+                    status=exchange.status,
+                    bytes=exchange.bytes,
+                    duration_ms=round((ended - started) * 1000, 2),
+                    upstream_ms=None if upstream_s is None else round(upstream_s * 1000, 2),
                     request_id=request_id,
-                    **outcome,
+                    **({"retried": True} if exchange.retried else {}),
+                    **({"error": exchange.error} if exchange.error else {}),
                 )
 
     async def _forward(
-        self, request: web.Request, route: Route, url: URL, request_id: str, outcome: dict[str, Any]
+        self, request: web.Request, route: Route, url: URL, request_id: str, exchange: Exchange
     ) -> web.StreamResponse:
         headers = upstream_request_headers(
             request.headers,
@@ -89,11 +129,11 @@ class ProxyHandler:
         headers.update(route.inject)
         body, replayable = await self._request_body(request, route)
         credential = route.credential
-        token: Token | None = None
+        token = None
         if credential is not None:
             token = await credential.current()
             headers.update(credential.headers(token))
-        sent_at = self.clock.monotonic()
+        exchange.sent_at = self.clock.monotonic()
         upstream = await self._send(request.method, url, headers, body, route)
         try:
             if (
@@ -105,12 +145,12 @@ class ProxyHandler:
                 fresh = await credential.refresh(stale=token)
                 if fresh.access_token != token.access_token:  # a static token cannot be renewed: keep the 401
                     upstream.release()
-                    outcome["retried"] = True
+                    exchange.retried = True
                     headers.update(credential.headers(fresh))
                     upstream = await self._send(request.method, url, headers, body, route)
-            outcome["upstream_ms"] = round((self.clock.monotonic() - sent_at) * 1000, 2)
-            outcome["status"] = upstream.status
-            return await self._stream_back(request, upstream, route, request_id, outcome)
+            exchange.headers_at = self.clock.monotonic()
+            exchange.status = upstream.status
+            return await self._stream_back(request, upstream, route, request_id, exchange)
         finally:
             upstream.release()
 
@@ -130,15 +170,7 @@ class ProxyHandler:
         return request.content, False
 
     def _should_retry(self, upstream: aiohttp.ClientResponse, route: Route, method: str) -> bool:
-        policy = route.config.retry_on_401
-        if policy == "never" or (policy == "idempotent" and method not in IDEMPOTENT):
-            return False
-        if upstream.status == 401:
-            return True
-        if upstream.status == 403 and route.config.retry_on_invalid_token_403:
-            challenge = upstream.headers.get("WWW-Authenticate", "")
-            return "invalid_token" in challenge and "insufficient_scope" not in challenge
-        return False
+        return should_retry(upstream.status, upstream.headers.get("WWW-Authenticate", ""), route, method)
 
     async def _send(
         self, method: str, url: URL, headers: CIMultiDict[str], body: Any, route: Route
@@ -148,22 +180,8 @@ class ProxyHandler:
             return await self.session.request(
                 method, url, headers=headers, data=body, allow_redirects=False, timeout=route.timeout
             )
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"the upstream did not answer within the route's timeouts "
-                f"(connect {route.config.connect_timeout:g} s, read {route.config.read_timeout:g} s)",
-                route=route.name,
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnreachable(
-                f"cannot connect to the upstream {route.origin}: "
-                f"{exc.os_error.strerror or type(exc.os_error).__name__}",
-                route=route.name,
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"the upstream broke the exchange before answering ({type(exc).__name__})", route=route.name
-            ) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise upstream_failure(exc, route) from None
 
     async def _stream_back(
         self,
@@ -171,7 +189,7 @@ class ProxyHandler:
         upstream: aiohttp.ClientResponse,
         route: Route,
         request_id: str,
-        outcome: dict[str, Any],
+        exchange: Exchange,
     ) -> web.StreamResponse:
         headers = response_headers(upstream.headers)
         location = headers.get("Location")
@@ -186,6 +204,7 @@ class ProxyHandler:
         headers[REQUEST_ID] = request_id
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
         await response.prepare(request)
+        exchange.prepared_at = self.clock.monotonic()
         if request.method == "HEAD" or upstream.status in NO_BODY_STATUS:
             await response.write_eof()
             return response
@@ -197,15 +216,41 @@ class ProxyHandler:
         except (aiohttp.ClientError, TimeoutError) as exc:
             # Headers are gone already: the only honest signal left is a broken connection,
             # never a clean but short body.
-            outcome["bytes"] = written
-            outcome["error"] = "upstream_broken_body"
+            exchange.bytes = written
+            exchange.error = "upstream_broken_body"
             log.warning("upstream_broken_body", route=route.name, request_id=request_id, error=type(exc).__name__)
             if request.transport is not None:
                 request.transport.abort()
             return response
-        outcome["bytes"] = written
+        exchange.bytes = written
         await response.write_eof()
         return response
+
+
+def should_retry(status: int, challenge: str, route: Route, method: str) -> bool:
+    """Whether an upstream answer means "this token was refused" under the route's retry policy."""
+    policy = route.config.retry_on_401
+    if policy == "never" or (policy == "idempotent" and method not in IDEMPOTENT):
+        return False
+    if status == 401:
+        return True
+    if status == 403 and route.config.retry_on_invalid_token_403:
+        return "invalid_token" in challenge and "insufficient_scope" not in challenge
+    return False
+
+
+def upstream_failure(exc: BaseException, route: Route) -> AuthProxyError:
+    """The client-facing error for a failed upstream exchange (before any response was sent)."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(
+            f"the upstream did not answer within the route's timeouts "
+            f"(connect {route.config.connect_timeout:g} s, read {route.config.read_timeout:g} s)",
+            route=route.name,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return UpstreamUnreachable(f"cannot connect to the upstream {route.origin}: {reason}", route=route.name)
+    return UpstreamError(f"the upstream broke the exchange before answering ({type(exc).__name__})", route=route.name)
 
 
 def error_response(err: AuthProxyError, request_id: str) -> web.Response:

@@ -8,8 +8,10 @@ import signal
 import structlog
 from aiohttp import web
 
-from .app import CONFIG
+from .app_keys import RUNTIME
 from .config import is_loopback
+from .config_schema import split_listen
+from .reload import reload_config
 
 log = structlog.get_logger("authproxy.server")
 
@@ -17,11 +19,17 @@ log = structlog.get_logger("authproxy.server")
 async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Start listening; returns the runner (for cleanup) and the base URL actually bound."""
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=app[CONFIG].shutdown_timeout
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=app[RUNTIME].config.shutdown_timeout
     )
     await runner.setup()
+    runtime = app[RUNTIME]
     try:
         await web.TCPSite(runner, host, port, backlog=1024).start()
+        if runtime.config.admin.listen is not None:
+            admin_host, admin_port = split_listen(runtime.config.admin.listen)
+            await web.TCPSite(runner, admin_host, admin_port).start()
+            runtime.admin_port = runner.addresses[1][1]
+            log.info("admin_listening", url=f"http://{_host_for_url(admin_host)}:{runtime.admin_port}/-/status")
     except BaseException:
         await runner.cleanup()
         raise
@@ -31,13 +39,21 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
 
 async def serve(app: web.Application, host: str, port: int, *, stop: asyncio.Event | None = None) -> None:
     """Serve `app` on host:port until SIGTERM/SIGINT (or `stop`), then drain and return."""
-    config = app[CONFIG]
+    config = app[RUNTIME].config
     runner, url = await start_server(app, host, port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload_on_hup() -> None:
+        task = loop.create_task(reload_config(app))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     try:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload_on_hup)
         log.info("listening", url=url, routes={r.prefix: r.upstream for r in config.routes.values()})
         if not is_loopback(host):
             log.warning(
@@ -49,7 +65,7 @@ async def serve(app: web.Application, host: str, port: int, *, stop: asyncio.Eve
         await stop.wait()
         log.info("shutting_down", drain_timeout_s=config.shutdown_timeout)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stops listening, waits for in-flight requests up to shutdown_timeout
     log.info("stopped")

@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,8 +16,9 @@ import yaml
 from aiohttp import web
 
 from authproxy.app import build_app
+from authproxy.app_keys import RUNTIME
 from authproxy.clock import Clock, FakeClock
-from authproxy.config import parse_config, secret_values
+from authproxy.config import load_config, parse_config, secret_values
 from authproxy.config_schema import Config
 from authproxy.logging import Redactor, configure_logging
 from authproxy.server import start_server
@@ -33,6 +35,9 @@ class RunningProxy:
 
     def at(self, path: str) -> str:
         return self.url + path
+
+    def credential(self, route: str = "api") -> Any:
+        return self.app[RUNTIME].router.by_name[route].credential
 
 
 class LogCapture:
@@ -75,12 +80,19 @@ async def make_proxy(logs: LogCapture) -> AsyncIterator[ProxyFactory]:
         *,
         clock: Clock | None = None,
         env: dict[str, str] | None = None,
+        path: Path | None = None,
         **app_kwargs: Any,
     ) -> RunningProxy:
+        """`path`: write the config there and load it from the file, so `reload` can re-read it."""
         text = config if isinstance(config, str) else yaml.safe_dump(config)
-        cfg = parse_config(text, env=env or {})
-        configure_logging(cfg.log.level, "json", redactor=Redactor(secret_values(cfg)), stream=logs.stream)
-        app = build_app(cfg, clock=clock, **app_kwargs)
+        if path is not None:
+            path.write_text(text)
+            cfg = load_config(path, env=env or {})
+        else:
+            cfg = parse_config(text, env=env or {})
+        redactor = Redactor(secret_values(cfg))
+        configure_logging(cfg.log.level, "json", redactor=redactor, stream=logs.stream)
+        app = build_app(cfg, clock=clock, config_path=str(path) if path else None, redactor=redactor, **app_kwargs)
         runner, url = await start_server(app, "127.0.0.1", 0)
         runners.append(runner)
         return RunningProxy(url, app, cfg, runner)

@@ -147,3 +147,22 @@ async def test_token_reports_failures_clearly(tmp_path, token_server) -> None:
     assert code == 1 and "routes: api, open" in err
     code, _, err = await run_cli("token", "open", "-c", config)
     assert code == 1 and "no token" in err
+
+
+async def test_sighup_reloads_the_config(tmp_path, upstream) -> None:
+    config = write(tmp_path, f"routes:\n  api:\n    upstream: {upstream.url}\n")
+    proc, url, _ = await start_proxy(config)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/later/x") as resp:
+                assert resp.status == 404
+            write(tmp_path, f"routes:\n  api:\n    upstream: {upstream.url}\n  later:\n    upstream: {upstream.url}\n")
+            proc.send_signal(signal.SIGHUP)
+            assert proc.stderr is not None
+            while json.loads(await asyncio.wait_for(proc.stderr.readline(), 10))["event"] != "reloaded":
+                pass
+            async with session.get(f"{url}/later/x") as resp:
+                assert resp.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authproxy.app import PROXY
+from authproxy.app_keys import PROXY
 from tests.conftest import raw_exchange
 
 

@@ -7,7 +7,6 @@ import asyncio
 import aiohttp
 import pytest
 
-from authproxy.app import ROUTER
 from authproxy.clock import FakeClock
 from tests.conftest import wait_until
 from tests.fakes.token_server import Reply, TokenServer
@@ -27,7 +26,7 @@ def token_cfg(upstream_url: str, token_url: str, **route: object) -> dict:
 
 
 def credential(proxy, name: str = "api"):
-    return proxy.app[ROUTER].by_name[name].credential
+    return proxy.credential(name)
 
 
 @pytest.fixture
@@ -269,6 +268,7 @@ async def test_token_renewed_in_background_before_expiry(make_proxy, upstream, t
     proxy = await make_proxy(token_cfg(upstream.url, token_server.url), clock=clock)
     async with client.get(proxy.at("/api/x")) as resp:
         assert resp.status == 200
+    await wait_until(lambda: clock.sleepers > 0)  # the refresher waits for the renewal point
     await clock.advance(480)  # leeway is max(60 s, 10 %) = 60 s, jitter only shortens it
     assert len(token_server.requests) == 1
     await clock.advance(66)

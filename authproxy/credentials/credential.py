@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 import aiohttp
@@ -79,6 +80,7 @@ class Credential:
         self._last_refresh_at: float | None = None
         self._last_outcome: str | None = None
         self._last_error_code: str | None = None
+        self.fetches: Counter[str] = Counter()  # token requests by outcome, for /-/metrics
 
     # -- the interface the proxy uses ------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Credential:
         return {
             "route": self.name,
             "state": state,
+            "valid": self._valid(token),
             "expires_in": None if expires_at is None else max(0, round(expires_at - now)),
             "renew_in": None if self._renew_at is None else max(0, round(self._renew_at - now)),
             "last_refresh_at": self._last_refresh_at,
@@ -149,6 +152,7 @@ class Credential:
             "failures": self._failures,
             "retry_in": self._retry_in(),
             "message": self._blocked.message if self._blocked is not None else None,
+            "fetches": dict(self.fetches),
         }
 
     # -- what the refresher uses -----------------------------------------------------------------
@@ -338,6 +342,7 @@ class Credential:
         self._set_token(token)
         self._failures, self._retry_at, self._blocked, self._dead_refresh = 0, None, None, None
         self._last_outcome, self._last_error_code = "ok", None
+        self.fetches["ok" if how == "fetched" else "from_store"] += 1
         if how == "fetched":
             self._last_refresh_at = self._clock.now()
         expires_in = None if token.expires_at is None else round(token.expires_at - self._clock.now())
@@ -357,6 +362,7 @@ class Credential:
         delay = self._backoff.delay(self._failures, self._rng)
         self._retry_at = self._clock.monotonic() + delay
         self._last_outcome = "transient_error"
+        self.fetches["transient_error"] += 1
         log.warning(
             "token_fetch_failed",
             route=self.name,
@@ -376,6 +382,7 @@ class Credential:
         if isinstance(error, LoginRequired):
             self._retry_at = None
         self._last_outcome = "login_required" if isinstance(error, LoginRequired) else "failed"
+        self.fetches[self._last_outcome] += 1
         self._last_error_code = code
         log.error(
             "token_fetch_failed",

@@ -12,7 +12,7 @@ import gzip
 import hashlib
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
 BLOCK = bytes(range(256)) * 256  # 64 KiB deterministic pattern
@@ -50,6 +50,7 @@ class FakeUpstream:
     hang_started: asyncio.Event = field(default_factory=asyncio.Event)
     chunk_gate: asyncio.Queue[None] = field(default_factory=asyncio.Queue)
     valid_tokens: set[str] = field(default_factory=set)
+    ws_close_codes: list[int | None] = field(default_factory=list)
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -76,6 +77,8 @@ class FakeUpstream:
         parts = request.path.split("/")
         if "sink" in parts:
             return await self._sink(request)
+        if "ws" in parts:
+            return await self._websocket(request)
         body = await request.read()
         self.seen.append(Seen(request.method, request.raw_path, CIMultiDict(request.headers), body, request.version))
         for i, part in enumerate(parts):
@@ -90,6 +93,24 @@ class FakeUpstream:
                 "Content-Type": request.headers.get("Content-Type", "application/octet-stream"),
             },
         )
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        """Echo server: `close:CODE` closes with CODE; pings are answered (autoping); 401 for bad tokens."""
+        self.seen.append(Seen(request.method, request.raw_path, CIMultiDict(request.headers), b""))
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.valid_tokens and token not in self.valid_tokens:
+            return web.json_response({"error": "invalid_token"}, status=401)
+        ws = web.WebSocketResponse(protocols=("v2", "v1"))
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT and msg.data.startswith("close:"):
+                await ws.close(code=int(msg.data[6:]), message=b"bye")
+            elif msg.type == WSMsgType.TEXT:
+                await ws.send_str(f"echo:{msg.data}")
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data[::-1])
+        self.ws_close_codes.append(ws.close_code)
+        return ws
 
     async def _sink(self, request: web.Request) -> web.Response:
         digest, size = hashlib.sha256(), 0

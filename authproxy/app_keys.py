@@ -1,0 +1,43 @@
+"""Typed keys for the state kept on the aiohttp application (no module-level globals).
+
+What can change at runtime (config and routes, on reload) sits in one mutable `Runtime`,
+because an aiohttp app's own mapping is frozen once it has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from .clock import Clock
+from .config_schema import Config
+from .logging import Redactor
+from .metrics import Stats
+from .routing import Router
+from .stores import TokenStore
+
+if TYPE_CHECKING:
+    from .credentials import Credential
+
+
+@dataclass(slots=True)
+class Runtime:
+    config: Config
+    router: Router
+    config_path: str | None = None  # where `reload` re-reads the config from
+    started: float = 0.0  # clock.monotonic() at build time
+    redactor: Redactor | None = None
+    admin_port: int | None = None  # bound port of the separate admin listener, when there is one
+    retired: dict[Credential, asyncio.Task[None]] = field(default_factory=dict)  # replaced by a reload
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+CLOCK = web.AppKey("clock", Clock)
+STATS = web.AppKey("stats", Stats)
+STORE = web.AppKey("store", TokenStore)
+TOKEN_SESSION = web.AppKey("token_session", aiohttp.ClientSession)
+PROXY = web.AppKey("proxy", "ProxyHandler")
