@@ -70,9 +70,8 @@ def build_app(
     stats = Stats()
     router = Router([Route(route) for route in config.routes.values()])
     handler = ProxyHandler(router, clock, stats, access_log=config.log.access_log)
-    largest_replay = max((r.retry_body_limit for r in config.routes.values()), default=0)
     runtime = Runtime(config, router, config_path, clock.monotonic(), redactor)
-    app = web.Application(middlewares=[listener_middleware(handler, runtime)], client_max_size=largest_replay + 1)
+    app = web.Application(middlewares=[listener_middleware(handler, runtime)])
     app[RUNTIME] = runtime
     app[CLOCK] = clock
     app[STATS] = stats

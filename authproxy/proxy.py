@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .clock import Clock
-from .errors import AuthProxyError, MethodRefused, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from .errors import AuthProxyError, BadRequest, MethodRefused, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .headers import REQUEST_ID, request_id_from, response_headers, rewrite_location, upstream_request_headers
 from .metrics import UNMATCHED, Stats
 from .routing import Route, Router
@@ -166,7 +166,10 @@ class ProxyHandler:
             and length <= route.config.retry_body_limit
             and (policy == "always" or (policy == "idempotent" and request.method in IDEMPOTENT))
         ):
-            return await request.read(), True
+            try:  # not request.read(): that is capped by client_max_size, fixed when the app was built
+                return await request.content.readexactly(length), True
+            except asyncio.IncompleteReadError:
+                raise BadRequest("the request body ended before its Content-Length", route=route.name) from None
         return request.content, False
 
     def _should_retry(self, upstream: aiohttp.ClientResponse, route: Route, method: str) -> bool:

@@ -20,8 +20,11 @@ from authproxy.app_keys import RUNTIME
 from authproxy.clock import Clock, FakeClock
 from authproxy.config import load_config, parse_config, secret_values
 from authproxy.config_schema import Config
+from authproxy.credentials import Credential, build_credential
 from authproxy.logging import Redactor, configure_logging
 from authproxy.server import start_server
+from authproxy.stores.memory import MemoryStore
+from tests.fakes import FixedRandom, make_route
 from tests.fakes.token_server import TokenServer
 from tests.fakes.upstream import FakeUpstream
 
@@ -109,14 +112,55 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def fake_clock() -> FakeClock:
+def clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-async def token_server() -> AsyncIterator[TokenServer]:
-    async with TokenServer() as server:
-        yield server
+def fake_clock(clock: FakeClock) -> FakeClock:
+    return clock
+
+
+@pytest.fixture
+async def server(clock: FakeClock) -> AsyncIterator[TokenServer]:
+    """A fake token endpoint that timestamps requests on the test's clock."""
+    async with TokenServer(clock=clock) as srv:
+        yield srv
+
+
+@pytest.fixture
+def token_server(server: TokenServer) -> TokenServer:
+    return server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain client session, as the app gives credentials for token endpoints."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def build(
+    http: aiohttp.ClientSession, store: MemoryStore, clock: FakeClock, server: TokenServer
+) -> Callable[..., Credential]:
+    """Build route `api`'s credential against `server` (deterministic jitter; nothing started)."""
+
+    def factory(grant: str = "client_credentials", *, store_: object = None, **auth: object) -> Credential:
+        auth.setdefault("token_url", server.url)
+        auth.setdefault("client_id", "cid")
+        auth.setdefault("client_secret", "csecret")
+        route = make_route("api", grant=grant, **auth)
+        cred = build_credential(route, http=http, store=store_ or store, clock=clock, rng=FixedRandom())
+        assert cred is not None
+        return cred
+
+    return factory
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -4,57 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from authproxy.clock import FakeClock
 from authproxy.credentials import Credential, build_credential, store_key
 from authproxy.errors import ConfigError, CredentialFailed, LoginRequired, TokenUnavailable
-from authproxy.stores.memory import MemoryStore
 from authproxy.tokens import Token
-from tests.fakes import FixedRandom, RecordedRequest, Reply, TokenServer, make_route, settle
+from tests.fakes import RecordedRequest, Reply, TokenServer, make_route, settle
 
 Build = Callable[..., Credential]
 KEY = store_key("api")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[TokenServer]:
-    async with TokenServer(clock=clock) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def build(http: aiohttp.ClientSession, store: MemoryStore, clock: FakeClock, server: TokenServer) -> Build:
-    def factory(grant: str = "client_credentials", *, store_: object = None, **auth: object) -> Credential:
-        auth.setdefault("token_url", server.url)
-        auth.setdefault("client_id", "cid")
-        auth.setdefault("client_secret", "csecret")
-        route = make_route("api", grant=grant, **auth)
-        cred = build_credential(route, http=http, store=store_ or store, clock=clock, rng=FixedRandom())
-        assert cred is not None
-        return cred
-
-    return factory
 
 
 # -- building ----------------------------------------------------------------------------------------

@@ -5,16 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import unquote_plus
 
-import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from authproxy.clock import FakeClock
 from authproxy.credentials import (
     Credential,
     basic_authorization,
@@ -26,46 +24,10 @@ from authproxy.credentials import (
 from authproxy.credentials.endpoint import parse_expires_in, redact
 from authproxy.errors import TokenUnavailable
 from authproxy.stores.memory import MemoryStore
-from tests.fakes import FixedRandom, Reply, TokenServer, make_route
+from tests.fakes import Reply, TokenServer, make_route
 
 Build = Callable[..., Credential]
 KEY = store_key("api")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[TokenServer]:
-    async with TokenServer(clock=clock) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def build(http: aiohttp.ClientSession, store: MemoryStore, clock: FakeClock, server: TokenServer) -> Build:
-    def factory(grant: str = "client_credentials", *, store_: object = None, **auth: object) -> Credential:
-        auth.setdefault("token_url", server.url)
-        auth.setdefault("client_id", "cid")
-        auth.setdefault("client_secret", "csecret")
-        route = make_route("api", grant=grant, **auth)
-        cred = build_credential(route, http=http, store=store_ or store, clock=clock, rng=FixedRandom())
-        assert cred is not None
-        return cred
-
-    return factory
 
 
 def jwt_like(payload: dict[str, object]) -> str:

@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from authproxy.clock import FakeClock
 from authproxy.credentials import build_credential
 from authproxy.errors import ConfigError
 from authproxy.stores.memory import MemoryStore
 from tests.fakes import RecordedRequest, Reply, TokenServer, make_route
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[TokenServer]:
-    async with TokenServer(clock=clock) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from urllib.parse import quote_plus
 
 import aiohttp
@@ -23,28 +22,6 @@ STONEX_JWT = (
     "dCI6MTcyNTAyMzk2NSwiZXhwIjoxNzI1MDI3NTY1LCJjaWQiOiIwb2FmbHN4Z2d0S2dLTnlZVzFkNyIsInNjcCI6WyJjbGllbnRfY3JlZGVudG"
     "lhbHMiXSwic3ViIjoiMG9hZmxzeGdndEtnS055WVcxZDcifQ.sig"
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[TokenServer]:
-    async with TokenServer(clock=clock) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
 
 
 @pytest.fixture

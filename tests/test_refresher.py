@@ -6,7 +6,6 @@ import itertools
 import random
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
@@ -16,24 +15,7 @@ from authproxy.errors import CredentialFailed, TokenUnavailable
 from authproxy.refresher import Backoff, leeway, renewal_at
 from authproxy.stores.memory import MemoryStore
 from authproxy.tokens import Token
-from tests.fakes import FixedRandom, Reply, TokenServer, make_route, settle
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[TokenServer]:
-    async with TokenServer(clock=clock) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+from tests.fakes import FixedRandom, Reply, make_route, settle
 
 
 @pytest.fixture
