@@ -19,6 +19,7 @@ from yarl import URL
 from .clock import Clock
 from .errors import AuthProxyError, BadRequest, MethodRefused, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .headers import REQUEST_ID, request_id_from, response_headers, rewrite_location, upstream_request_headers
+from .logging import access_logger
 from .metrics import UNMATCHED, Stats
 from .routing import Route, Router
 from .websocket import is_websocket_upgrade, proxy_websocket
@@ -52,7 +53,8 @@ class ProxyHandler:
         self.router = router
         self.clock = clock
         self.stats = stats
-        self.access_log = access_log
+        # Taken from the logging setup when the app is built; None when info lines are off.
+        self.access_log = access_logger() if access_log else None
         self.session: aiohttp.ClientSession | None = None
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -100,12 +102,11 @@ class ProxyHandler:
                 retried=exchange.retried,
                 failed=exchange.error is not None,
             )
-            if self.access_log:
-                log.info(
-                    "request",
+            if self.access_log is not None:
+                self.access_log(
+                    request.raw_path,
                     route=route.name if route else None,
                     method=request.method,
-                    path=request.raw_path,
                     status=exchange.status,
                     bytes=exchange.bytes,
                     duration_ms=round((ended - started) * 1000, 2),
