@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+import aiohttp
 import structlog
 from aiohttp import web
 
@@ -45,8 +46,11 @@ class DemoProvider:
 
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()
-        auth = web.BasicAuth.decode(request.headers.get("Authorization", "")) if "Authorization" in request.headers \
+        auth = (
+            aiohttp.BasicAuth.decode(request.headers.get("Authorization", ""))
+            if "Authorization" in request.headers
             else None
+        )
         if auth is None or (auth.login, auth.password) != (DEMO_CLIENT_ID, DEMO_CLIENT_SECRET):
             return web.json_response({"error": "invalid_client"}, status=401)
         if form.get("grant_type") != "client_credentials":
@@ -60,16 +64,19 @@ class DemoProvider:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         expiry = self.issued.get(token)
         if expiry is None or self.clock.now() >= expiry:
-            return web.json_response({"error": "invalid_token"}, status=401,
-                                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return web.json_response(
+                {"error": "invalid_token"}, status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
         if request.headers.get("x-api-key") != DEMO_API_KEY:
             return web.json_response({"error": "missing x-api-key"}, status=403)
         body = await request.read()
-        return web.json_response({
-            "you_sent": {"method": request.method, "path": request.raw_path, "body_bytes": len(body)},
-            "authorized_with": f"token #{token.split('-')[2]}, valid {expiry - self.clock.now():.0f} s more",
-            "headers_seen": sorted(h for h in request.headers if h.lower() not in ("authorization", "x-api-key")),
-        })
+        return web.json_response(
+            {
+                "you_sent": {"method": request.method, "path": request.raw_path, "body_bytes": len(body)},
+                "authorized_with": f"token #{token.split('-')[2]}, valid {expiry - self.clock.now():.0f} s more",
+                "headers_seen": sorted(h for h in request.headers if h.lower() not in ("authorization", "x-api-key")),
+            }
+        )
 
 
 async def _start(app: web.Application) -> tuple[web.AppRunner, str]:

@@ -44,7 +44,9 @@ _PARAMS = (
     r"(?:access_token|refresh_token|id_token|client_secret|client_assertion|code|token|password"
     r"|api_key|x-api-key)"
 )
-_SCHEME = re.compile(r"(?i)\b(Bearer|Basic|Token|MAC|DPoP)\s+[A-Za-z0-9._~+/=-]+")
+# Credentials after an auth scheme: Bearer/Basic in any case, the rarer schemes as written (so prose
+# like "token endpoint" survives); credentials are at least 8 characters.
+_SCHEME = re.compile(r"\b((?i:Bearer|Basic)|Token|MAC|DPoP)\s+[A-Za-z0-9._~+/=-]{8,}")
 _PARAM = re.compile(rf"(?i)((?:^|[?&;\s\"'{{,]){_PARAMS}(?:=|\"?\s*:\s*\"?))[^&\s\"',}}]+")
 
 
