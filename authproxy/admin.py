@@ -70,7 +70,7 @@ def status_document(app: web.Application) -> dict[str, Any]:
     return {
         "version": __version__,
         "uptime_s": round(app[CLOCK].monotonic() - app[RUNTIME].started, 1),
-        "listen": app[RUNTIME].config.listen,
+        "listen": app[RUNTIME].url or app[RUNTIME].config.listen,
         "routes": routes,
     }
 

@@ -31,6 +31,7 @@ class Runtime:
     config_path: str | None = None  # where `reload` re-reads the config from
     started: float = 0.0  # clock.monotonic() at build time
     redactor: Redactor | None = None
+    url: str | None = None  # where the main listener is actually bound (set at start)
     admin_port: int | None = None  # bound port of the separate admin listener, when there is one
     retired: dict[Credential, asyncio.Task[None]] = field(default_factory=dict)  # replaced by a reload
 

@@ -34,7 +34,8 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
         await runner.cleanup()
         raise
     bound_host, bound_port = runner.addresses[0][:2]
-    return runner, f"http://{_host_for_url(bound_host)}:{bound_port}"
+    runtime.url = f"http://{_host_for_url(bound_host)}:{bound_port}"
+    return runner, runtime.url
 
 
 async def serve(app: web.Application, host: str, port: int, *, stop: asyncio.Event | None = None) -> None:
