@@ -14,12 +14,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import SystemRoute
 
+from .access import BrowserGuard, Gatekeeper
 from .admin import add_admin_routes
 from .app_keys import CLOCK, PROXY, RUNTIME, STATS, STORE, TOKEN_SESSION, Runtime
 from .clock import Clock, SystemClock
 from .config_schema import Config
 from .credentials import Credential, build_credential
-from .errors import RouteNotFound
+from .errors import RouteNotFound, Unauthorized
 from .headers import request_id_from
 from .logging import Redactor
 from .metrics import Stats
@@ -29,6 +30,8 @@ from .stores import TokenStore
 from .stores.memory import MemoryStore
 
 ADMIN_PREFIX = "/-/"
+LOGIN_PREFIX = "/-/login/"  # browser navigations (the provider redirects back here); state-protected
+OPEN_ADMIN_PATHS = frozenset(("/-/health",))  # liveness probes carry no key
 
 log = structlog.get_logger("authproxy.app")
 
@@ -43,14 +46,25 @@ def listener_middleware(proxy: ProxyHandler, runtime: Runtime) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        admin_path = request.raw_path.startswith(ADMIN_PREFIX)
+        path = request.raw_path
+        admin_path = path.startswith(ADMIN_PREFIX)
         if runtime.admin_port is not None:
             sockname = request.transport.get_extra_info("sockname") if request.transport else None
             on_admin = bool(sockname) and sockname[1] == runtime.admin_port
             if on_admin != admin_path:
                 listener = "the admin listener" if on_admin else "this listener"
                 return error_response(RouteNotFound(f"not served on {listener}"), request_id_from(request.headers))
-        if not admin_path and isinstance(request.match_info.route, SystemRoute):
+        login = admin_path and path.startswith(LOGIN_PREFIX) and request.method == "GET"
+        refused = runtime.guard.check(request.headers, navigation_ok=login)
+        if refused is not None:
+            return error_response(refused, request_id_from(request.headers))
+        if admin_path:
+            if path not in OPEN_ADMIN_PATHS and not login and not runtime.gate.admin_allowed(request.headers):
+                return error_response(
+                    Unauthorized("the admin endpoints need the admin key (admin.key): send it as a Bearer token"),
+                    request_id_from(request.headers),
+                )
+        elif isinstance(request.match_info.route, SystemRoute):
             return await proxy(request)
         return await handler(request)
 
@@ -69,8 +83,9 @@ def build_app(
     clock = clock or SystemClock()
     stats = Stats()
     router = Router([Route(route) for route in config.routes.values()])
-    handler = ProxyHandler(router, clock, stats, access_log=config.log.access_log)
-    runtime = Runtime(config, router, config_path, clock.monotonic(), redactor)
+    gate = Gatekeeper(config, clock)
+    handler = ProxyHandler(router, clock, stats, gate, config.limits, access_log=config.log.access_log)
+    runtime = Runtime(config, router, gate, BrowserGuard(config), config_path, clock.monotonic(), redactor)
     app = web.Application(middlewares=[listener_middleware(handler, runtime)])
     app[RUNTIME] = runtime
     app[CLOCK] = clock
@@ -116,6 +131,13 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
 
 async def _credentials(app: web.Application) -> AsyncIterator[None]:
     for route in app[RUNTIME].router.routes:
+        if route.ssl is False and route.upstream.scheme == "https":
+            log.warning(
+                "tls_verification_off",
+                route=route.name,
+                detail="routes.*.tls.verify is false: anyone "
+                "on the path to the upstream can read and change this route's traffic and credentials",
+            )
         route.credential = make_credential(app, route)
     yield
     runtime = app[RUNTIME]

@@ -21,6 +21,7 @@ from .routing import Router
 from .stores import TokenStore
 
 if TYPE_CHECKING:
+    from .access import BrowserGuard, Gatekeeper
     from .credentials import Credential
 
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 class Runtime:
     config: Config
     router: Router
+    gate: Gatekeeper  # team mode: client keys
+    guard: BrowserGuard  # Host / Origin / cross-site checks
     config_path: str | None = None  # where `reload` re-reads the config from
     started: float = 0.0  # clock.monotonic() at build time
     redactor: Redactor | None = None

@@ -152,7 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .clock import SystemClock
-    from .credentials import build_source
+    from .credentials import build_source, not_configured
 
     config = load_config(args.config)
     problems: list[tuple[str, str]] = []
@@ -164,6 +164,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems, args.config)
     print(yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False), end="")
+    for route in config.routes.values():
+        for key in not_configured(route):
+            print(
+                f"warning: {key} is empty: route {route.name!r} answers 503 not_configured until it is set",
+                file=sys.stderr,
+            )
     print(
         f"# OK: {len(config.routes)} route(s): "
         + ", ".join(f"{r.prefix} -> {r.upstream}" for r in config.routes.values())

@@ -141,12 +141,12 @@ class _Context:
         except ValueError:
             self.problems.add("listen", f"{config.listen!r} is not host:port; write e.g. 127.0.0.1:8080")
         else:
-            if not is_loopback(host) and not config.allow_anonymous:
+            if not is_loopback(host) and not config.allow_anonymous and not config.clients:
                 self.problems.add(
                     "listen",
                     f"{host} is reachable from other machines, and anyone who can connect "
-                    "would use these credentials; listen on 127.0.0.1, or set allow_anonymous: true "
-                    "(only on a private network, e.g. a sidecar's pod)",
+                    "would use these credentials; listen on 127.0.0.1, give each client a key under clients:, "
+                    "or set allow_anonymous: true (only on a private network, e.g. a sidecar's pod)",
                 )
         if config.admin.listen is not None:
             try:
@@ -162,7 +162,36 @@ class _Context:
                         f"{admin_host} is reachable from other machines; listen on "
                         "127.0.0.1, or set allow_anonymous: true (only on a private network)",
                     )
+        self.check_team(config, routes)
+        self.check_pair(config.tls.cert_file, config.tls.key_file, "tls")
         return dataclasses.replace(config, routes=routes)
+
+    def check_team(self, config: Config, routes: dict[str, RouteConfig]) -> None:
+        for name, client in config.clients.items():
+            path = f"clients.{name}"
+            if (client.key is None) == (client.key_sha256 is None):
+                self.problems.add(path, "give exactly one of key (or key_file) and key_sha256")
+            if client.key_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", client.key_sha256):
+                self.problems.add(f"{path}.key_sha256", "expected 64 hex digits: printf %s KEY | sha256sum")
+            if client.key is not None and len(client.key) < 16:
+                self.problems.add(
+                    f"{path}.key", "too short to be a secret: use at least 16 characters, e.g. `openssl rand -hex 24`"
+                )
+            for route in client.routes:
+                if route != "*" and route not in routes:
+                    self.problems.add(f"{path}.routes", _unknown(route, ["*", *routes], "route"))
+            for method in client.methods:
+                if method != "*" and not re.fullmatch(r"[A-Z]+", method):
+                    self.problems.add(f"{path}.methods", f"{method!r} is not an HTTP method; write e.g. GET")
+        if config.admin.key is not None and len(config.admin.key) < 16:
+            self.problems.add("admin.key", "too short to be a secret: use at least 16 characters")
+
+    def check_pair(self, cert: str | None, key: str | None, path: str) -> None:
+        if (cert is None) != (key is None):
+            self.problems.add(path, "give both cert_file and key_file")
+        for name, file in (("cert_file", cert), ("key_file", key)):
+            if file is not None and not Path(file).expanduser().is_file():
+                self.problems.add(f"{path}.{name}", f"no such file: {file}")
 
     def parse_route(self, name: str, body: Any) -> RouteConfig | None:
         path = f"routes.{name}"
@@ -247,8 +276,16 @@ class _Context:
             return value
         if dataclasses.is_dataclass(tp):
             return self.parse_dataclass(tp, value, path)
+        if origin is dict and dataclasses.is_dataclass(args[1]):
+            return self.coerce_named(args[1], value, path)
         if origin is dict:
             return self.coerce_str_map(value, path)
+        if origin is tuple:
+            items = [value] if isinstance(value, str) else value
+            if isinstance(items, list) and all(isinstance(i, str) and i for i in items):
+                return tuple(items)
+            self.problems.add(path, f"expected a list of strings, got {_kind(value)}")
+            return _INVALID
         if tp is bool:
             if isinstance(value, bool):
                 return value
@@ -257,7 +294,7 @@ class _Context:
             size = _parse_size(value)
             if size is not None:
                 return size
-            self.problems.add(path, f"expected a whole number of bytes (e.g. 1048576 or 1MiB), got {_kind(value)}")
+            self.problems.add(path, f"expected a whole number (sizes may say 1MiB), got {_kind(value)}")
         elif tp is float:
             if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
                 return float(value)
@@ -269,6 +306,15 @@ class _Context:
         else:  # pragma: no cover - a schema type this loader does not know
             raise TypeError(f"unsupported schema type {tp!r} at {path}")
         return _INVALID
+
+    def coerce_named(self, cls: type, value: Any, path: str) -> dict[str, Any] | object:
+        """A mapping of names to sections of type `cls` (e.g. `clients:`)."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problems.add(path, f"expected a mapping of names to settings, got {_kind(value)}")
+            return _INVALID
+        return {str(name): self.parse_dataclass(cls, body, _join(path, str(name))) for name, body in value.items()}
 
     def coerce_str_map(self, value: Any, path: str) -> dict[str, str] | object:
         if value is None:
@@ -304,6 +350,9 @@ class _Context:
             if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", header):
                 self.problems.add(f"{path}.headers.{header}", "not a valid HTTP header name")
         auth = self.check_auth(route.auth, upstream, f"{path}.auth")
+        self.check_pair(route.tls.cert_file, route.tls.key_file, f"{path}.tls")
+        if route.tls.ca_file is not None and not Path(route.tls.ca_file).expanduser().is_file():
+            self.problems.add(f"{path}.tls.ca_file", f"no such file: {route.tls.ca_file}")
         return dataclasses.replace(route, prefix=prefix, auth=auth)
 
     def check_auth(self, auth: AuthConfig, upstream: URL | None, path: str) -> AuthConfig:

@@ -68,6 +68,46 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTLS:
+    """How the upstream's certificate is checked, and the client certificate for mutual TLS."""
+
+    verify: bool = opt(True, "Verify the upstream's certificate; false only for tests (a warning is logged).")
+    ca_file: str | None = opt(None, "PEM bundle of CAs to trust instead of the system's.")
+    cert_file: str | None = opt(None, "Client certificate (PEM) for mutual TLS.")
+    key_file: str | None = opt(None, "Private key (PEM) of the client certificate.")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    rate: float = opt(10.0, "Requests per second, sustained.")
+    burst: int = opt(20, "Requests allowed at once before the rate applies.")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """A team member (or app) allowed to use the proxy with its own key."""
+
+    key: str | None = opt(None, "The client's proxy key (or key_file).", secret=True)
+    key_sha256: str | None = opt(None, "Hex SHA-256 of the key, so the config holds no plaintext.")
+    routes: tuple[str, ...] = opt(("*",), "Route names this client may use (* = all).")
+    methods: tuple[str, ...] = opt(("*",), "HTTP methods allowed (e.g. [GET, HEAD] for read-only; * = all).")
+    rate_limit: RateLimit | None = opt(None, "Token bucket per client; over it: 429 with Retry-After.")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerTLS:
+    cert_file: str | None = opt(None, "Serve HTTPS with this certificate (PEM).")
+    key_file: str | None = opt(None, "Private key (PEM) of the certificate.")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body: int = opt(100 * 1024 * 1024, "Largest request body accepted (bytes or `10MiB`); more gets 413.")
+    max_header_size: int = opt(8190, "Longest request line or header field (bytes).")
+    client_timeout: float = opt(60.0, "Seconds a client may take to send its request (headers or body chunks).")
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     """One upstream served under a path prefix."""
 
@@ -84,7 +124,19 @@ class RouteConfig:
     retry_on_401: RetryOn401 = opt("always", "Which requests are resent once after a 401.")
     retry_body_limit: int = opt(1024 * 1024, "Largest request body buffered so it can be resent (bytes or `1MiB`).")
     retry_on_invalid_token_403: bool = opt(False, 'Treat 403 with `error="invalid_token"` like a 401.')
+    max_concurrent: int | None = opt(None, "Most requests in flight on this route; more get 503 overloaded.")
+    tls: UpstreamTLS = opt(doc="TLS towards the upstream (https).", factory=UpstreamTLS)
     auth: AuthConfig = opt(doc="The credential injected into upstream requests.", factory=AuthConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    listen: str | None = opt(
+        None, "host:port of a separate listener for the /-/ endpoints (then the main one serves none of them)."
+    )
+    key: str | None = opt(
+        None, "Key for the admin endpoints in team mode (or key_file); /-/health stays open.", secret=True
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +148,19 @@ class LogConfig:
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    kind: Literal["memory", "file", "redis"] = opt("memory", "Where tokens are kept.")
-    path: str | None = opt(None, "File store path.")
+    """Where tokens are kept between requests and restarts."""
+
+    kind: Literal["auto", "memory", "file", "redis"] = opt(
+        "auto", "auto: file when any route logs in or uses a refresh token (they must survive restarts), else memory."
+    )
+    path: str | None = opt(
+        None, "File store path (default $XDG_STATE_HOME/authproxy/tokens.json, i.e. ~/.local/state/authproxy/)."
+    )
+    encryption_key: str | None = opt(
+        None,
+        "Fernet key that encrypts the file store at rest (or encryption_key_file); needs the encrypt extra.",
+        secret=True,
+    )
     url: str | None = opt(None, "Redis URL.", secret=True)
 
 
@@ -108,6 +171,12 @@ class Config:
         False, "Allow listening beyond loopback with no client keys (anyone who can connect uses the credentials)."
     )
     log: LogConfig = opt(doc="Logging.", factory=LogConfig)
+    admin: AdminConfig = opt(doc="Admin endpoints (health, ready, status, metrics, reload).", factory=AdminConfig)
+    clients: dict[str, ClientConfig] = opt(doc="Team mode: client keys and what each may use.", factory=dict)
+    allowed_hosts: tuple[str, ...] = opt((), "Host names (besides the listen address and localhost) clients use.")
+    allowed_origins: tuple[str, ...] = opt((), "Browser origins allowed to call the proxy (e.g. https://app.example).")
+    limits: Limits = opt(doc="Request limits against abuse and slow clients.", factory=Limits)
+    tls: ListenerTLS = opt(doc="TLS on the listener.", factory=ListenerTLS)
     store: StoreConfig = opt(doc="Token store.", factory=StoreConfig)
     shutdown_timeout: float = opt(30.0, "Seconds in-flight requests may finish after SIGTERM.")
     routes: dict[str, RouteConfig] = opt(doc="Routes by name.", factory=dict)

@@ -75,6 +75,16 @@ class CredentialFailed(AuthProxyError):
     code, status = "credential_failed", 503
 
 
+class NotConfigured(CredentialFailed):
+    """The route's credential settings are empty (e.g. `${VAR:-}` with VAR unset): set them, restart.
+
+    A subclass of CredentialFailed (a human must act), with its own code so a client can tell
+    "nobody configured this" from "the provider refused the configured client".
+    """
+
+    code = "not_configured"
+
+
 class TokenEndpointError(Exception):
     """Raised by token sources: what the token endpoint answered, already classified.
 
@@ -104,3 +114,45 @@ class ConfigError(Exception):
         lines = [f"{self.source}: {len(self.problems)} problem(s):"]
         lines += [f"  - {path}: {msg}" if path else f"  - {msg}" for path, msg in self.problems]
         return "\n".join(lines)
+
+
+class Unauthorized(AuthProxyError):
+    """Team mode: no proxy key, or one no client has."""
+
+    code, status = "unauthorized", 401
+
+
+class Forbidden(AuthProxyError):
+    """Team mode: the client's key may not use this route or method."""
+
+    code, status = "forbidden", 403
+
+
+class RateLimited(AuthProxyError):
+    code, status = "rate_limited", 429
+
+
+class MisdirectedHost(AuthProxyError):
+    """The Host header names something other than this proxy (e.g. DNS rebinding)."""
+
+    code, status = "host_not_allowed", 421
+
+
+class CrossSiteRefused(AuthProxyError):
+    """A browser request from another site or a foreign Origin."""
+
+    code, status = "cross_site_refused", 403
+
+
+class BodyTooLarge(AuthProxyError):
+    code, status = "body_too_large", 413
+
+
+class ClientTooSlow(AuthProxyError):
+    code, status = "client_timeout", 408
+
+
+class Overloaded(AuthProxyError):
+    """The route already has `max_concurrent` requests in flight."""
+
+    code, status = "overloaded", 503

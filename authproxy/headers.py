@@ -49,6 +49,7 @@ def route_drop_set(injected: Iterable[str], *, pass_client_auth: bool) -> frozen
     """
     drop = set(HOP_BY_HOP)
     drop.add("expect")  # the proxy answers 100-continue itself; the upstream gets the whole body
+    drop.add("x-authproxy-key")  # a team member's proxy key never leaves the proxy
     if not pass_client_auth:
         drop.add("authorization")
         drop.update(name.lower() for name in injected)

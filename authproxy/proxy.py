@@ -16,8 +16,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from .access import Gatekeeper
+from .bodies import LimitedBody, read_body, too_large
 from .clock import Clock
-from .errors import AuthProxyError, BadRequest, MethodRefused, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from .config_schema import Limits
+from .errors import AuthProxyError, MethodRefused, Overloaded, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .headers import REQUEST_ID, request_id_from, response_headers, rewrite_location, upstream_request_headers
 from .logging import access_logger
 from .metrics import UNMATCHED, Stats
@@ -49,8 +52,12 @@ class Exchange:
 class ProxyHandler:
     """The catch-all handler; `router` and `session` are set by the app at startup (and on reload)."""
 
-    def __init__(self, router: Router, clock: Clock, stats: Stats, *, access_log: bool = True) -> None:
+    def __init__(
+        self, router: Router, clock: Clock, stats: Stats, gate: Gatekeeper, limits: Limits, *, access_log: bool = True
+    ) -> None:
         self.router = router
+        self.gate = gate
+        self.limits = limits
         self.clock = clock
         self.stats = stats
         # Taken from the logging setup when the app is built; None when info lines are off.
@@ -64,17 +71,31 @@ class ProxyHandler:
         route: Route | None = None
         exchange = Exchange()
         stats = None
+        client = None
+        counted = False
         try:
             if request.method == "CONNECT":
                 raise MethodRefused("CONNECT is refused: authproxy is not an open proxy")
-            route, remainder, query = self.router.match(request.raw_path)
+            gate = self.gate
+            if gate.team:
+                client, key_in_authorization = gate.identify(request.headers)
+                route, remainder, query = self.router.match(request.raw_path, client.may_use)
+                gate.authorize(client, route.name, request.method)
+            else:
+                key_in_authorization = False
+                route, remainder, query = self.router.match(request.raw_path)
             stats = self.stats.route(route.name)
+            if route.max_concurrent is not None and stats.in_flight >= route.max_concurrent:
+                raise Overloaded(
+                    f"the route already has {route.max_concurrent} requests in flight; retry shortly", retry_after=1
+                )
             stats.in_flight += 1
+            counted = True
             url = route.upstream_url(remainder, query)
             if is_websocket_upgrade(request):
                 assert self.session is not None, "the app's startup creates the upstream session"
                 return await proxy_websocket(request, route, url, request_id, self.session, exchange, clock)
-            return await self._forward(request, route, url, request_id, exchange)
+            return await self._forward(request, route, url, request_id, exchange, key_in_authorization)
         except AuthProxyError as err:
             if err.route is None and route is not None:
                 err.route = route.name
@@ -88,7 +109,7 @@ class ProxyHandler:
             ended = clock.monotonic()
             if stats is None:
                 stats = self.stats.route(UNMATCHED)
-            else:
+            if counted:
                 stats.in_flight -= 1
             upstream_s = overhead_s = None
             if exchange.sent_at is not None and exchange.headers_at is not None:
@@ -112,12 +133,19 @@ class ProxyHandler:
                     duration_ms=round((ended - started) * 1000, 2),
                     upstream_ms=None if upstream_s is None else round(upstream_s * 1000, 2),
                     request_id=request_id,
+                    **({"client": client.name} if client is not None else {}),
                     **({"retried": True} if exchange.retried else {}),
                     **({"error": exchange.error} if exchange.error else {}),
                 )
 
     async def _forward(
-        self, request: web.Request, route: Route, url: URL, request_id: str, exchange: Exchange
+        self,
+        request: web.Request,
+        route: Route,
+        url: URL,
+        request_id: str,
+        exchange: Exchange,
+        key_in_authorization: bool = False,
     ) -> web.StreamResponse:
         headers = upstream_request_headers(
             request.headers,
@@ -127,6 +155,8 @@ class ProxyHandler:
             host=request.host,
             request_id=request_id,
         )
+        if key_in_authorization:  # the proxy key, even where the route passes the client's Authorization on
+            headers.popall("Authorization", None)
         headers.update(route.inject)
         body, replayable = await self._request_body(request, route)
         credential = route.credential
@@ -159,7 +189,10 @@ class ProxyHandler:
         """(body, replayable): small known-length bodies are read so a 401 can be retried."""
         if not request.body_exists:
             return None, True
+        limits = self.limits
         length = request.content_length
+        if length is not None and length > limits.max_body:
+            raise too_large(limits.max_body)
         policy = route.config.retry_on_401
         if (
             route.credential is not None
@@ -167,11 +200,8 @@ class ProxyHandler:
             and length <= route.config.retry_body_limit
             and (policy == "always" or (policy == "idempotent" and request.method in IDEMPOTENT))
         ):
-            try:  # not request.read(): that is capped by client_max_size, fixed when the app was built
-                return await request.content.readexactly(length), True
-            except asyncio.IncompleteReadError:
-                raise BadRequest("the request body ended before its Content-Length", route=route.name) from None
-        return request.content, False
+            return await read_body(request.content, length, limits.client_timeout), True
+        return LimitedBody(request.content, limits.max_body, limits.client_timeout), False
 
     def _should_retry(self, upstream: aiohttp.ClientResponse, route: Route, method: str) -> bool:
         return should_retry(upstream.status, upstream.headers.get("WWW-Authenticate", ""), route, method)
@@ -182,9 +212,13 @@ class ProxyHandler:
         assert self.session is not None, "the app's startup creates the upstream session"
         try:
             return await self.session.request(
-                method, url, headers=headers, data=body, allow_redirects=False, timeout=route.timeout
+                method, url, headers=headers, data=body, allow_redirects=False, timeout=route.timeout, ssl=route.ssl
             )
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError, AuthProxyError) as exc:
+            if isinstance(body, LimitedBody) and body.error is not None:
+                raise body.error from None  # the client's body broke a limit, not the upstream
+            if isinstance(exc, AuthProxyError):
+                raise
             raise upstream_failure(exc, route) from None
 
     async def _stream_back(

@@ -15,7 +15,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from .app_keys import PROXY, RUNTIME, STORE
+from .access import BrowserGuard, Gatekeeper
+from .app_keys import CLOCK, PROXY, RUNTIME, STORE
 from .config import load_config, secret_values
 from .config_schema import AuthConfig
 from .credentials import Credential, store_key
@@ -24,7 +25,7 @@ from .routing import Route, Router
 
 log = structlog.get_logger("authproxy.reload")
 
-RESTART_ONLY = ("listen", "allow_anonymous", "store", "shutdown_timeout", "log")
+RESTART_ONLY = ("listen", "allow_anonymous", "store", "shutdown_timeout", "log", "admin", "tls")
 
 
 @dataclass
@@ -106,8 +107,10 @@ async def reload_config(app: web.Application) -> ReloadResult:
         )
     result.removed = sorted(set(old) - set(config.routes))
     router = Router(routes)
-    runtime.config, runtime.router = config, router
-    app[PROXY].router = router
+    gate = Gatekeeper(config, app[CLOCK])
+    runtime.config, runtime.router, runtime.gate, runtime.guard = config, router, gate, BrowserGuard(config)
+    proxy = app[PROXY]
+    proxy.router, proxy.gate, proxy.limits = router, gate, config.limits
     if runtime.redactor is not None:
         runtime.redactor.add(*secret_values(config))
     for previous in old.values():

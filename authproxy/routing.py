@@ -6,6 +6,8 @@ byte-for-byte as the client sent them.
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -16,6 +18,7 @@ from yarl import URL
 from .config_schema import RouteConfig
 from .errors import AbsoluteFormRefused, BadPath, RouteNotFound
 from .headers import route_drop_set
+from .tls import upstream_ssl
 
 if TYPE_CHECKING:
     from .credentials import Credential
@@ -36,6 +39,8 @@ class Route:
     inject: dict[str, str] = field(init=False)
     drop: frozenset[str] = field(init=False)
     timeout: aiohttp.ClientTimeout = field(init=False)
+    ssl: ssl.SSLContext | bool = field(init=False)  # what aiohttp's `ssl=` gets for this upstream
+    max_concurrent: int | None = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -48,6 +53,8 @@ class Route:
         self.inject = dict(cfg.headers)
         self.drop = route_drop_set(cfg.headers, pass_client_auth=cfg.pass_client_auth)
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.read_timeout)
+        self.ssl = upstream_ssl(cfg.tls, f"routes.{cfg.name}.tls")
+        self.max_concurrent = cfg.max_concurrent
 
     def upstream_url(self, remainder: str, query: str | None) -> URL:
         """The upstream URL for the part of the path after the prefix (encoded as received)."""
@@ -66,8 +73,11 @@ class Router:
         self.routes = sorted(routes, key=lambda r: len(r.match_prefix), reverse=True)
         self.by_name = {r.name: r for r in routes}
 
-    def match(self, raw_target: str) -> tuple[Route, str, str | None]:
-        """Return (route, remainder of the path after the prefix, raw query or None)."""
+    def match(self, raw_target: str, visible: Callable[[str], bool] | None = None) -> tuple[Route, str, str | None]:
+        """Return (route, remainder of the path after the prefix, raw query or None).
+
+        `visible` limits which route names a "not found" message may list (team mode).
+        """
         if not raw_target.startswith("/"):
             if raw_target == "*":
                 raise BadPath("the asterisk target (OPTIONS *) is not proxied; name a route path")
@@ -85,7 +95,8 @@ class Router:
                 if ("." in remainder or "%" in remainder or "\\" in remainder) and _climbs_out(remainder):
                     raise BadPath("the path climbs out of the route with dot-segments ('..')", route=route.name)
                 return route, remainder, (query if sep else None)
-        available = ", ".join(r.prefix for r in sorted(self.routes, key=lambda r: r.prefix)) or "(none)"
+        shown = [r.prefix for r in self.routes if visible is None or visible(r.name)]
+        available = ", ".join(sorted(shown)) or "(none)"
         raise RouteNotFound(f"no route serves this path; available prefixes: {available}")
 
 

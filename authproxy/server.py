@@ -12,19 +12,28 @@ from .app_keys import RUNTIME
 from .config import is_loopback
 from .config_schema import split_listen
 from .reload import reload_config
+from .tls import listener_ssl
 
 log = structlog.get_logger("authproxy.server")
 
 
 async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Start listening; returns the runner (for cleanup) and the base URL actually bound."""
+    config = app[RUNTIME].config
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=app[RUNTIME].config.shutdown_timeout
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=config.shutdown_timeout,
+        keepalive_timeout=config.limits.client_timeout,  # also bounds a slow client's request headers
+        max_line_size=config.limits.max_header_size,
+        max_field_size=config.limits.max_header_size,
     )
     await runner.setup()
     runtime = app[RUNTIME]
     try:
-        await web.TCPSite(runner, host, port, backlog=1024).start()
+        ssl_context = listener_ssl(config.tls)
+        await web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context).start()
         if runtime.config.admin.listen is not None:
             admin_host, admin_port = split_listen(runtime.config.admin.listen)
             await web.TCPSite(runner, admin_host, admin_port).start()
@@ -34,7 +43,8 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
         await runner.cleanup()
         raise
     bound_host, bound_port = runner.addresses[0][:2]
-    runtime.url = f"http://{_host_for_url(bound_host)}:{bound_port}"
+    scheme = "https" if config.tls.cert_file else "http"
+    runtime.url = f"{scheme}://{_host_for_url(bound_host)}:{bound_port}"
     return runner, runtime.url
 
 

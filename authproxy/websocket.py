@@ -85,6 +85,7 @@ async def proxy_websocket(
                     headers=headers,
                     protocols=protocols,
                     autoping=False,
+                    ssl=route.ssl,
                     autoclose=False,
                     max_msg_size=MAX_MESSAGE,
                 )

@@ -3,6 +3,10 @@
 `build_credential(route, ...)` picks the grant's `TokenSource` (one module per grant) and
 wraps it in a `Credential`, which does the caching, single flight, persistence and background
 renewal for all of them. Config problems found here raise `ConfigError` at startup.
+
+A route whose credential settings are given but empty (`${VAR:-}` with VAR unset) is "not
+configured": it starts, answers 503 `not_configured` naming the empty keys, and reports
+`failed`, so an example config runs before every provider has credentials.
 """
 
 from __future__ import annotations
@@ -10,20 +14,88 @@ from __future__ import annotations
 import random
 
 import aiohttp
+import structlog
 
 from authproxy.clock import Clock
 from authproxy.config_schema import RouteConfig
 from authproxy.credentials.authorization_code import AuthorizationCodeSource, exchange_code
-from authproxy.credentials.client_auth import basic_authorization, build_client_auth
+from authproxy.credentials.client_auth import basic_authorization, build_client_auth, empty_settings
 from authproxy.credentials.client_credentials import ClientCredentialsSource
 from authproxy.credentials.credential import Credential, store_key
 from authproxy.credentials.endpoint import TokenEndpoint
 from authproxy.credentials.refresh_token import RefreshTokenSource, login_hint
 from authproxy.credentials.source import TokenSource
 from authproxy.credentials.static import StaticSource
-from authproxy.errors import ConfigError
+from authproxy.errors import ConfigError, NotConfigured, TokenEndpointError
 from authproxy.refresher import Backoff
 from authproxy.stores import TokenStore
+from authproxy.tokens import Token
+
+log = structlog.get_logger("authproxy.credentials")
+
+
+def not_configured(route: RouteConfig) -> list[str]:
+    """Key paths of the route's credential settings that are present but empty.
+
+    Absent keys are config errors (the loader reports them); an empty one usually comes from
+    `${VAR:-}` with VAR unset, so the route starts but does not serve until it is set.
+    """
+    auth = route.auth
+    keys = [f"headers.{name}" for name, value in route.headers.items() if value == ""]
+    if auth.grant == "static" and auth.token == "":
+        keys.append("auth.token")
+    elif auth.grant not in ("none", "static"):
+        keys += [f"auth.{key}" for key in empty_settings(auth)]
+    return [f"routes.{route.name}.{key}" for key in keys]
+
+
+class UnconfiguredSource:
+    """Stands in for the grant's source while settings are empty; never talks to anyone."""
+
+    uses_refresh_token = False
+    persist = False
+
+    def __init__(self, route: RouteConfig, keys: list[str]) -> None:
+        self.keys = keys
+        listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+        self.message = (
+            f"route {route.name!r} is not configured: {listed} {'is' if len(keys) == 1 else 'are'} empty "
+            "(an unset environment variable, or an empty _file?); set "
+            f"{'it' if len(keys) == 1 else 'them'} and restart authproxy"
+        )
+
+    async def fetch(self, http: aiohttp.ClientSession, previous: Token | None) -> Token:
+        raise TokenEndpointError(self.message, oauth_error="not_configured", permanent=True)
+
+    def refresh_token_for(self, previous: Token | None) -> str | None:
+        return None
+
+
+class NotConfiguredCredential(Credential):
+    """A route that starts but cannot serve: every request gets 503 `not_configured`, status `failed`."""
+
+    source: UnconfiguredSource
+
+    def start(self) -> None:
+        """Nothing to renew; say once, at startup, what to set."""
+        log.warning("route_not_configured", route=self.name, empty=self.source.keys, detail=self.source.message)
+
+    async def current(self) -> Token:
+        raise NotConfigured(self.source.message, route=self.name)
+
+    async def refresh(self, stale: Token | None = None) -> Token:
+        raise NotConfigured(self.source.message, route=self.name)
+
+    def status(self) -> dict[str, object]:
+        status = super().status()
+        status.update(
+            state="failed",
+            valid=False,
+            last_outcome="failed",
+            last_error_code="not_configured",
+            message=self.source.message,
+        )
+        return status
 
 
 def build_endpoint(route: RouteConfig, clock: Clock) -> TokenEndpoint:
@@ -35,8 +107,11 @@ def build_endpoint(route: RouteConfig, clock: Clock) -> TokenEndpoint:
 
 
 def build_source(route: RouteConfig, clock: Clock) -> TokenSource | None:
-    """The grant's token source; None for grant `none`."""
+    """The grant's token source; None for grant `none`; `UnconfiguredSource` when settings are empty."""
     auth = route.auth
+    empty = not_configured(route)
+    if empty:
+        return UnconfiguredSource(route, empty)
     if auth.grant == "none":
         return None
     if auth.grant == "static":
@@ -66,6 +141,8 @@ def build_credential(
     source = build_source(route, clock)
     if source is None:
         return None
+    if isinstance(source, UnconfiguredSource):
+        return NotConfiguredCredential(route.name, source, http=http, store=store, clock=clock, auth=route.auth)
     return Credential(
         route.name, source, http=http, store=store, clock=clock, auth=route.auth, rng=rng, backoff=backoff
     )
@@ -74,6 +151,7 @@ def build_credential(
 __all__ = [
     "Backoff",
     "Credential",
+    "NotConfiguredCredential",
     "TokenEndpoint",
     "TokenSource",
     "basic_authorization",
@@ -82,5 +160,6 @@ __all__ = [
     "build_source",
     "exchange_code",
     "login_hint",
+    "not_configured",
     "store_key",
 ]

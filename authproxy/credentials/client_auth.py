@@ -37,11 +37,33 @@ def basic_authorization(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
+# What each method needs from AuthConfig; a key that is present but empty means "not configured".
+NEEDED: dict[str, tuple[str, ...]] = {
+    "client_secret_basic": ("client_id", "client_secret"),
+    "client_secret_post": ("client_id", "client_secret"),
+    "none": ("client_id",),
+    "private_key_jwt": ("client_id", "private_key"),
+    "client_secret_jwt": ("client_id", "client_secret"),
+}
+
+
+def empty_settings(auth: AuthConfig) -> list[str]:
+    """Keys the client auth method needs that are given but empty (`${VAR:-}` with VAR unset).
+
+    Absent keys (None) are config errors found by the loader; empty ones let the route start
+    but not serve, so an example config runs before every provider has credentials.
+    """
+    return [key for key in NEEDED.get(auth.client_auth, ()) if getattr(auth, key) == ""]
+
+
 def _require(auth: AuthConfig, where: str, *, secret: bool) -> tuple[str, str]:
+    empty = " (it is empty: set the environment variable or file it comes from)"
     if not auth.client_id:
-        raise ConfigError([(f"{where}.client_id", f"client_auth {auth.client_auth} needs a client_id")])
-    if secret and auth.client_secret is None:
-        raise ConfigError([(f"{where}.client_secret", f"client_auth {auth.client_auth} needs a client_secret")])
+        hint = empty if auth.client_id == "" else ""
+        raise ConfigError([(f"{where}.client_id", f"client_auth {auth.client_auth} needs a client_id{hint}")])
+    if secret and not auth.client_secret:
+        hint = empty if auth.client_secret == "" else ""
+        raise ConfigError([(f"{where}.client_secret", f"client_auth {auth.client_auth} needs a client_secret{hint}")])
     return auth.client_id, auth.client_secret or ""
 
 
