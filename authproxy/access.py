@@ -11,6 +11,7 @@ proxy's names, or that come from another site, are refused.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -116,6 +117,12 @@ def presented_key(headers: CIMultiDictProxy[str]) -> tuple[str | None, bool]:
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip(), True
+    if scheme.lower() == "basic" and value.strip():  # a browser's login prompt: the key is the password
+        try:
+            _, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None, True
+        return password or None, True
     return None, False
 
 

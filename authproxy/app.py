@@ -23,11 +23,11 @@ from .credentials import Credential, build_credential
 from .errors import RouteNotFound, Unauthorized
 from .headers import request_id_from
 from .logging import Redactor
+from .login_routes import add_login_routes
 from .metrics import Stats
 from .proxy import ProxyHandler, error_response
 from .routing import Route, Router
-from .stores import TokenStore
-from .stores.memory import MemoryStore
+from .stores import TokenStore, build_store
 
 ADMIN_PREFIX = "/-/"
 LOGIN_PREFIX = "/-/login/"  # browser navigations (the provider redirects back here); state-protected
@@ -59,11 +59,16 @@ def listener_middleware(proxy: ProxyHandler, runtime: Runtime) -> Middleware:
         if refused is not None:
             return error_response(refused, request_id_from(request.headers))
         if admin_path:
-            if path not in OPEN_ADMIN_PATHS and not login and not runtime.gate.admin_allowed(request.headers):
-                return error_response(
-                    Unauthorized("the admin endpoints need the admin key (admin.key): send it as a Bearer token"),
+            if path not in OPEN_ADMIN_PATHS and not runtime.gate.admin_allowed(request.headers):
+                refusal = error_response(
+                    Unauthorized(
+                        "the admin endpoints need the admin key (admin.key): send it as a Bearer token, "
+                        "or as the password when a browser asks"
+                    ),
                     request_id_from(request.headers),
                 )
+                refusal.headers["WWW-Authenticate"] = 'Basic realm="authproxy admin", charset="UTF-8"'
+                return refusal
         elif isinstance(request.match_info.route, SystemRoute):
             return await proxy(request)
         return await handler(request)
@@ -91,8 +96,9 @@ def build_app(
     app[CLOCK] = clock
     app[STATS] = stats
     app[PROXY] = handler
-    app[STORE] = store or MemoryStore()
+    app[STORE] = store or build_store(config)
     add_admin_routes(app)
+    add_login_routes(app)
     app.router.add_route("*", "/{tail:.*}", handler.__call__)  # last: admin routes above win
     app.cleanup_ctx.append(_sessions)
     app.cleanup_ctx.append(_credentials)

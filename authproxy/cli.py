@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 import yaml
 
 from .config import is_loopback, load_config, masked, secret_values
-from .config_schema import Config
+from .config_schema import Config, RouteConfig
 from .errors import AuthProxyError, ConfigError
 from .logging import Redactor, configure_logging
 from .presets import load_preset, preset_names
+from .tokens import Token
 
 EXIT_CONFIG = 2
 DEFAULT_CONFIG = "config.yaml"
@@ -185,7 +186,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         print(f"no route {args.route!r}; routes: {', '.join(config.routes) or '(none)'}", file=sys.stderr)
         return 1
     try:
-        token = asyncio.run(_fetch_token(route))
+        token = asyncio.run(_fetch_token(route, config))
     except AuthProxyError as err:
         print(f"{args.route}: {err.code}: {err.message}", file=sys.stderr)
         return 1
@@ -203,14 +204,14 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _fetch_token(route: object) -> object:
+async def _fetch_token(route: RouteConfig, config: Config) -> Token | None:
     from .app import token_session
     from .clock import SystemClock
     from .credentials import build_credential
-    from .stores.memory import MemoryStore
+    from .stores import build_store
 
     async with token_session() as http:
-        credential = build_credential(route, http=http, store=MemoryStore(), clock=SystemClock())  # type: ignore[arg-type]
+        credential = build_credential(route, http=http, store=build_store(config), clock=SystemClock())
         if credential is None:
             return None
         try:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-import aiohttp
 import structlog
 from aiohttp import web
 
 from .app import build_app
 from .clock import Clock, SystemClock
 from .config import parse_config
+from .credentials import basic_authorization
 from .server import serve
 
 DEMO_CLIENT_ID = "demo-client"
@@ -46,12 +46,7 @@ class DemoProvider:
 
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()
-        auth = (
-            aiohttp.BasicAuth.decode(request.headers.get("Authorization", ""))
-            if "Authorization" in request.headers
-            else None
-        )
-        if auth is None or (auth.login, auth.password) != (DEMO_CLIENT_ID, DEMO_CLIENT_SECRET):
+        if request.headers.get("Authorization") != basic_authorization(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET):
             return web.json_response({"error": "invalid_client"}, status=401)
         if form.get("grant_type") != "client_credentials":
             return web.json_response({"error": "unsupported_grant_type"}, status=400)

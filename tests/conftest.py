@@ -58,6 +58,12 @@ class LogCapture:
         return [json.loads(line) for line in self.text.splitlines() if line.strip()]
 
 
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file store defaults to $XDG_STATE_HOME: never the developer's real token file."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def logs() -> LogCapture:
     return LogCapture()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pytest
@@ -180,4 +181,17 @@ async def test_allowed_origin_passes(make_proxy, upstream, client) -> None:
     status, _ = await status_json(client, "GET", proxy.at("/api/x"), headers={"Origin": "http://localhost:3001"})
     assert status == 403
     async with client.get(proxy.at("/api/x"), headers={"Sec-Fetch-Site": "none"}) as resp:  # typed in the URL bar
+        assert resp.status == 200
+
+
+async def test_browser_login_asks_for_the_admin_key_in_team_mode(make_proxy, upstream, client) -> None:
+    proxy = await make_proxy(team_cfg(upstream.url))
+    async with client.get(proxy.at("/-/login/api"), allow_redirects=False) as resp:
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"].startswith('Basic realm="authproxy admin"')
+    wrong = {"Authorization": "Basic " + base64.b64encode(f"me:{ALICE}".encode()).decode()}
+    async with client.get(proxy.at("/-/login/api"), headers=wrong, allow_redirects=False) as resp:
+        assert resp.status == 401
+    right = {"Authorization": "Basic " + base64.b64encode(f"me:{ADMIN}".encode()).decode()}
+    async with client.get(proxy.at("/-/status"), headers=right) as resp:
         assert resp.status == 200

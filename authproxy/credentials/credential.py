@@ -29,6 +29,7 @@ from authproxy.tokens import Token
 log = structlog.get_logger("authproxy.credentials")
 
 STORE_RECHECK = 1.0  # seconds between store re-reads while waiting for a new login
+STORE_POLL = 5.0  # while parked in login_required, the refresher looks for a new login this often
 
 
 def store_key(route: str) -> str:
@@ -117,8 +118,9 @@ class Credential:
         await self._refresher.stop()
         task = self._inflight
         if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # It may already have rotated the refresh token upstream: let it finish and save the new one
+            # (bounded by the token endpoint's timeout), or the next start would need a new login.
+            await asyncio.gather(asyncio.shield(task), return_exceptions=True)
 
     async def wait_idle(self) -> None:
         """Wait for an in-flight fetch (if any) to finish; for shutdown and tests."""
@@ -158,8 +160,8 @@ class Credential:
     # -- what the refresher uses -----------------------------------------------------------------
 
     def next_attempt_in(self) -> float | None:
-        if self._blocked is not None:
-            return None
+        if self._blocked is not None:  # parked: only look for a login saved by another process
+            return STORE_POLL if isinstance(self._blocked, LoginRequired) and self.source.persist else None
         if self._retry_at is not None:
             return max(0.0, self._retry_at - self._clock.monotonic())
         if not self._loaded or not self._valid(self._token):
@@ -168,6 +170,10 @@ class Credential:
 
     async def renew(self) -> None:
         await self._ensure_loaded()
+        if self._blocked is not None:  # parked: only a new login in the store unparks it
+            if isinstance(self._blocked, LoginRequired) and await self._store_has_news():
+                self._clear_failures()
+            return
         if self._inflight is None:
             due = self.next_attempt_in()
             if due is None or due > 0:

@@ -1,0 +1,334 @@
+"""The file store: tokens survive restarts and are shared by a proxy and the CLI on one machine.
+
+One JSON file holds every key. A write is a read-modify-write under an exclusive `flock` on a
+sibling `<file>.lock`, finished by an atomic replace (temp file in the same directory, fsync,
+rename, fsync of the directory), so a proxy and `authproxy login` never lose each other's
+updates and a reader sees the old file or the new one, never half of one. `lock(key)` takes a
+separate lock file per key, held while a token is fetched, so a refresh in one process waits
+for one in another (a rotating refresh token is used once).
+
+The file is 0600 and directories it creates are 0700. With an `encryption_key` the tokens are
+Fernet-encrypted at rest (the `encrypt` extra). A file that cannot be read back (corrupt, wrong
+key) raises `StoreFileError` and is never replaced: only the user may throw tokens away.
+
+File I/O is synchronous on purpose: the file is a few KB, the write lock is only ever held for
+one read-modify-write (never across a network call), and sync I/O keeps tests deterministic.
+Only waiting for another process's `lock(key)` moves to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from authproxy.tokens import Token
+
+try:  # POSIX; elsewhere only in-process locking is available
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+FORMAT = "authproxy-tokens"
+VERSION = 1
+ENCRYPT_HINT = "install the encrypt extra: pip install 'authproxy[encrypt]'"
+KEYGEN_HINT = (
+    "generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+)
+
+
+class StoreFileError(OSError):
+    """The token file exists but cannot be used; it is left untouched. `field` is the config key to fix."""
+
+    def __init__(self, message: str, *, field: str = "path") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def default_path(env: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_STATE_HOME/authproxy/tokens.json`, else `~/.local/state/authproxy/tokens.json`."""
+    env = os.environ if env is None else env
+    state = env.get("XDG_STATE_HOME", "")
+    base = Path(state) if state and Path(state).is_absolute() else Path.home() / ".local" / "state"
+    return base / "authproxy" / "tokens.json"
+
+
+def make_cipher(key: str) -> Any:
+    """A Fernet cipher for `key`; ValueError (with what to do) for a missing extra or a bad key."""
+    try:
+        from cryptography.fernet import Fernet  # optional extra: only when encryption is configured
+    except ImportError:
+        raise ValueError(f"encrypting the token file needs the cryptography package; {ENCRYPT_HINT}") from None
+    try:
+        return Fernet(key.strip().encode())
+    except (ValueError, TypeError):
+        raise ValueError(f"not a Fernet key (44 characters of url-safe base64); {KEYGEN_HINT}") from None
+
+
+class FileStore:
+    """Tokens in one JSON file; safe to share between processes on one machine."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, encryption_key: str | None = None, private_dir: bool = False
+    ) -> None:
+        """`private_dir`: the parent directory is ours (the default location): keep it 0700."""
+        self.path = Path(path).expanduser()
+        self._cipher = make_cipher(encryption_key) if encryption_key else None
+        self._private_dir = private_dir
+        self._key_locks: dict[str, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"FileStore({str(self.path)!r}, encrypted={self._cipher is not None})"
+
+    # -- TokenStore --------------------------------------------------------------------------------
+
+    async def load(self, key: str) -> Token | None:
+        entry = self._read().get(key)
+        return None if entry is None else self._token(key, entry)
+
+    async def save(self, key: str, token: Token) -> None:
+        entry = _entry(token)
+
+        def put(tokens: dict[str, Any]) -> bool:
+            tokens[key] = entry
+            return True
+
+        self._modify(put)
+
+    async def delete(self, key: str) -> None:
+        self._modify(lambda tokens: tokens.pop(key, None) is not None)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        """Serialise fetches for `key` within this process and across processes."""
+        async with self._key_locks.setdefault(key, asyncio.Lock()):
+            self._ensure_dir()
+            fd = await _flock_async(self._lock_path(key))
+            try:
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+
+    # -- extras ------------------------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        """Stored keys (for tests and status; never the tokens)."""
+        return sorted(self._read())
+
+    def verify(self) -> None:
+        """Read the whole file now (startup): raise StoreFileError rather than fail on first use."""
+        self._read()
+        with contextlib.suppress(OSError):  # an old file readable by others: tighten it
+            mode = self.path.stat().st_mode
+            if mode & 0o077:
+                self.path.chmod(stat.S_IMODE(mode) & 0o600)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _lock_path(self, key: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:40]
+        digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+        return self.path.with_name(f"{self.path.name}.{safe}-{digest}.lock")
+
+    def _modify(self, change: Callable[[dict[str, Any]], bool]) -> None:
+        """Read-modify-write under the write lock; `change` returns whether to write."""
+        self._ensure_dir()
+        with _flock(self.path.with_name(self.path.name + ".lock")):
+            tokens = self._read()
+            if change(tokens):
+                self._write(tokens)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        if not raw.strip():
+            return {}  # an empty file holds nothing to lose
+        return self._decode(raw)
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
+        doc = _json(raw)
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise self._corrupt("not JSON written by authproxy")
+        if doc.get("version") != VERSION:
+            raise StoreFileError(
+                f"{self.path} was written by another authproxy version (file format {doc.get('version')!r}); "
+                "upgrade authproxy, or move the file away and log in again"
+            )
+        if "encrypted" in doc:
+            doc = self._decrypt(doc["encrypted"])
+        tokens = doc.get("tokens")
+        if not isinstance(tokens, dict):
+            raise self._corrupt("no token table")
+        for key, entry in tokens.items():  # all of it: a write must not carry a broken entry along
+            self._token(key, entry)
+        return tokens
+
+    def _decrypt(self, data: Any) -> Any:
+        if self._cipher is None:
+            raise StoreFileError(
+                f"{self.path} is encrypted; set store.encryption_key (or encryption_key_file) "
+                "to the key it was written with",
+                field="encryption_key",
+            )
+        from cryptography.fernet import InvalidToken
+
+        try:
+            plain = self._cipher.decrypt(str(data).encode())
+        except (InvalidToken, ValueError, TypeError):
+            raise StoreFileError(
+                f"{self.path} cannot be decrypted with the configured store.encryption_key (wrong key?); "
+                "set the key it was written with, or move the file away and log in again",
+                field="encryption_key",
+            ) from None
+        doc = _json(plain)
+        if not isinstance(doc, dict):
+            raise self._corrupt("the decrypted content is not a token table")
+        return doc
+
+    def _token(self, key: str, entry: Any) -> Token:
+        try:
+            if not isinstance(entry, dict) or not isinstance(entry["access_token"], str):
+                raise TypeError
+            return Token(
+                access_token=entry["access_token"],
+                expires_at=_number(entry.get("expires_at")),
+                refresh_token=_text(entry.get("refresh_token")),
+                token_type=_text(entry.get("token_type")) or "Bearer",
+                obtained_at=_number(entry.get("obtained_at")),
+            )
+        except (KeyError, TypeError):
+            raise self._corrupt(f"the entry for {key!r} is not a token") from None
+
+    def _corrupt(self, why: str) -> StoreFileError:
+        return StoreFileError(
+            f"{self.path} is not a usable token file ({why}); it was left untouched: move it away "
+            f"(mv {self.path} {self.path}.bad) and run `authproxy login` again, or restore it from a backup"
+        )
+
+    def _write(self, tokens: dict[str, Any]) -> None:
+        doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+        if self._cipher is not None:
+            doc["encrypted"] = self._cipher.encrypt(json.dumps({"tokens": tokens}).encode()).decode("ascii")
+        else:
+            doc["tokens"] = tokens
+        data = json.dumps(doc, indent=1, sort_keys=True).encode()
+        parent = self.path.parent
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{self.path.name}.", suffix=".tmp")  # created 0600
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(parent)
+
+    def _ensure_dir(self) -> None:
+        parent = self.path.parent
+        if not parent.is_dir():
+            missing = [p for p in (parent, *parent.parents) if not p.exists()]
+            for directory in reversed(missing):  # every level we create is private, whatever the umask
+                with contextlib.suppress(FileExistsError):
+                    directory.mkdir(mode=0o700)
+                    directory.chmod(0o700)
+        elif self._private_dir and stat.S_IMODE(parent.stat().st_mode) != 0o700:
+            parent.chmod(0o700)
+
+
+def _entry(token: Token) -> dict[str, Any]:
+    return {
+        "access_token": token.access_token,
+        "expires_at": token.expires_at,
+        "refresh_token": token.refresh_token,
+        "token_type": token.token_type,
+        "obtained_at": token.obtained_at,
+    }
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError
+    return float(value)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError
+
+
+def _open_lock(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """Exclusive lock for one read-modify-write; other holders only ever hold it that briefly."""
+    fd = _open_lock(path)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _flock_async(path: Path) -> int:
+    """Exclusive lock held across awaits; waits in a thread only when another holder has it."""
+    fd = _open_lock(path)
+    if fcntl is None:  # pragma: no cover - Windows
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+    try:
+        await asyncio.shield(waiting)
+    except asyncio.CancelledError:
+        waiting.add_done_callback(lambda _: os.close(fd))  # release once the thread gets it
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the rename itself durable (a crash must not bring the old file back)."""
+    with contextlib.suppress(OSError):  # not every platform or filesystem allows it
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
