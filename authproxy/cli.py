@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 
 import yaml
 
-from .config import is_loopback, load_config, masked, secret_values
+from .config import load_config, masked, secret_values
+from .config_checks import is_loopback
 from .config_schema import Config, RouteConfig
 from .errors import AuthProxyError, ConfigError
 from .logging import Redactor, configure_logging

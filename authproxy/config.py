@@ -7,8 +7,6 @@ Every problem is collected with its key path and a hint, and all are reported at
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import ipaddress
 import os
 import re
 import types
@@ -18,27 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from yarl import URL
 
-from .config_schema import AuthConfig, Config, RouteConfig, split_listen
+from .config_checks import ConfigChecks, Problems, join, unknown
+from .config_schema import Config, RouteConfig
 from .errors import ConfigError
 from .presets import load_preset, preset_names
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
-_PREFIX = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$")
 FILE_SUFFIX = "_file"
-
-
-class Problems:
-    """Collects (path, message) pairs while the whole config is walked."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append((path, message))
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -75,7 +62,7 @@ def parse_config(
     return config
 
 
-class _Context:
+class _Context(ConfigChecks):
     def __init__(self, problems: Problems, env: Mapping[str, str], base_dir: Path) -> None:
         self.problems = problems
         self.env = env
@@ -84,7 +71,7 @@ class _Context:
     # -- ${VAR} expansion and _file indirection ------------------------------------------------
     def expand(self, value: Any, path: str) -> Any:
         if isinstance(value, dict):
-            return {k: self.expand(v, _join(path, str(k))) for k, v in value.items()}
+            return {k: self.expand(v, join(path, str(k))) for k, v in value.items()}
         if isinstance(value, list):
             return [self.expand(v, f"{path}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, str) and "$" in value:
@@ -136,62 +123,10 @@ class _Context:
                 if route is not None:
                     routes[str(name)] = route
         self.check_prefixes(routes)
-        try:
-            host, _ = split_listen(config.listen)
-        except ValueError:
-            self.problems.add("listen", f"{config.listen!r} is not host:port; write e.g. 127.0.0.1:8080")
-        else:
-            if not is_loopback(host) and not config.allow_anonymous and not config.clients:
-                self.problems.add(
-                    "listen",
-                    f"{host} is reachable from other machines, and anyone who can connect "
-                    "would use these credentials; listen on 127.0.0.1, give each client a key under clients:, "
-                    "or set allow_anonymous: true (only on a private network, e.g. a sidecar's pod)",
-                )
-        if config.admin.listen is not None:
-            try:
-                admin_host, _ = split_listen(config.admin.listen)
-            except ValueError:
-                self.problems.add(
-                    "admin.listen", f"{config.admin.listen!r} is not host:port; write e.g. 127.0.0.1:9901"
-                )
-            else:
-                if not is_loopback(admin_host) and not config.allow_anonymous:
-                    self.problems.add(
-                        "admin.listen",
-                        f"{admin_host} is reachable from other machines; listen on "
-                        "127.0.0.1, or set allow_anonymous: true (only on a private network)",
-                    )
+        self.check_listen(config)
         self.check_team(config, routes)
         self.check_pair(config.tls.cert_file, config.tls.key_file, "tls")
         return dataclasses.replace(config, routes=routes)
-
-    def check_team(self, config: Config, routes: dict[str, RouteConfig]) -> None:
-        for name, client in config.clients.items():
-            path = f"clients.{name}"
-            if (client.key is None) == (client.key_sha256 is None):
-                self.problems.add(path, "give exactly one of key (or key_file) and key_sha256")
-            if client.key_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", client.key_sha256):
-                self.problems.add(f"{path}.key_sha256", "expected 64 hex digits: printf %s KEY | sha256sum")
-            if client.key is not None and len(client.key) < 16:
-                self.problems.add(
-                    f"{path}.key", "too short to be a secret: use at least 16 characters, e.g. `openssl rand -hex 24`"
-                )
-            for route in client.routes:
-                if route != "*" and route not in routes:
-                    self.problems.add(f"{path}.routes", _unknown(route, ["*", *routes], "route"))
-            for method in client.methods:
-                if method != "*" and not re.fullmatch(r"[A-Z]+", method):
-                    self.problems.add(f"{path}.methods", f"{method!r} is not an HTTP method; write e.g. GET")
-        if config.admin.key is not None and len(config.admin.key) < 16:
-            self.problems.add("admin.key", "too short to be a secret: use at least 16 characters")
-
-    def check_pair(self, cert: str | None, key: str | None, path: str) -> None:
-        if (cert is None) != (key is None):
-            self.problems.add(path, "give both cert_file and key_file")
-        for name, file in (("cert_file", cert), ("key_file", key)):
-            if file is not None and not Path(file).expanduser().is_file():
-                self.problems.add(f"{path}.{name}", f"no such file: {file}")
 
     def parse_route(self, name: str, body: Any) -> RouteConfig | None:
         path = f"routes.{name}"
@@ -210,7 +145,7 @@ class _Context:
         if preset_name is not None:
             preset = load_preset(str(preset_name))
             if preset is None:
-                self.problems.add(f"{path}.preset", _unknown(str(preset_name), preset_names(), "preset"))
+                self.problems.add(f"{path}.preset", unknown(str(preset_name), preset_names(), "preset"))
             else:
                 body = _merge(preset.route, body)
                 required_headers = preset.required_headers
@@ -237,7 +172,7 @@ class _Context:
         values: dict[str, Any] = {}
         for key, value in raw.items():
             key = str(key)
-            kpath = _join(path, key)
+            kpath = join(path, key)
             if key.endswith(FILE_SUFFIX) and key[: -len(FILE_SUFFIX)] in fields:
                 base = key[: -len(FILE_SUFFIX)]
                 if not fields[base].metadata.get("secret"):
@@ -249,14 +184,14 @@ class _Context:
                 value = self.read_secret_file(kpath, value)
                 if value is None:
                     continue
-                key, kpath = base, _join(path, base)
+                key, kpath = base, join(path, base)
             if key not in fields:
-                self.problems.add(kpath, _unknown(key, list(fields), "key"))
+                self.problems.add(kpath, unknown(key, list(fields), "key"))
                 continue
             values[key] = self.coerce(hints[key], value, kpath, secret=fields[key].metadata.get("secret", False))
         for name, f in fields.items():
             if f.metadata.get("required") and name not in values:
-                self.problems.add(_join(path, name), f"required: {f.metadata.get('doc', '').rstrip('.')}")
+                self.problems.add(join(path, name), f"required: {f.metadata.get('doc', '').rstrip('.')}")
         values = {k: v for k, v in values.items() if v is not _INVALID}
         return cls(**values)
 
@@ -271,7 +206,7 @@ class _Context:
             return self.coerce(inner, value, path, secret=secret)
         if origin is Literal:
             if value not in args:
-                self.problems.add(path, _unknown(str(value), [str(a) for a in args], "value"))
+                self.problems.add(path, unknown(str(value), [str(a) for a in args], "value"))
                 return _INVALID
             return value
         if dataclasses.is_dataclass(tp):
@@ -314,7 +249,7 @@ class _Context:
         if not isinstance(value, dict):
             self.problems.add(path, f"expected a mapping of names to settings, got {_kind(value)}")
             return _INVALID
-        return {str(name): self.parse_dataclass(cls, body, _join(path, str(name))) for name, body in value.items()}
+        return {str(name): self.parse_dataclass(cls, body, join(path, str(name))) for name, body in value.items()}
 
     def coerce_str_map(self, value: Any, path: str) -> dict[str, str] | object:
         if value is None:
@@ -324,7 +259,7 @@ class _Context:
             return _INVALID
         out: dict[str, str] = {}
         for key, item in value.items():
-            key, kpath = str(key), _join(path, str(key))
+            key, kpath = str(key), join(path, str(key))
             if key.endswith(FILE_SUFFIX):
                 text = self.read_secret_file(kpath, item)
                 if text is not None:
@@ -339,96 +274,9 @@ class _Context:
         return out
 
     # -- cross-field checks ----------------------------------------------------------------------
-    def check_route(self, route: RouteConfig, path: str) -> RouteConfig:
-        upstream = _check_url(route.upstream, f"{path}.upstream", self.problems) if route.upstream else None
-        prefix = route.prefix.rstrip("/") if route.prefix != "/" else "/"
-        if prefix != "/" and not _PREFIX.match(prefix):
-            self.problems.add(f"{path}.prefix", f"{route.prefix!r} is not a path prefix; write e.g. /{route.name}")
-        elif prefix == "/-" or prefix.startswith("/-/"):
-            self.problems.add(f"{path}.prefix", "/-/ is reserved for the admin endpoints; choose another prefix")
-        for header in route.headers:
-            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", header):
-                self.problems.add(f"{path}.headers.{header}", "not a valid HTTP header name")
-        auth = self.check_auth(route.auth, upstream, f"{path}.auth")
-        self.check_pair(route.tls.cert_file, route.tls.key_file, f"{path}.tls")
-        if route.tls.ca_file is not None and not Path(route.tls.ca_file).expanduser().is_file():
-            self.problems.add(f"{path}.tls.ca_file", f"no such file: {route.tls.ca_file}")
-        return dataclasses.replace(route, prefix=prefix, auth=auth)
-
-    def check_auth(self, auth: AuthConfig, upstream: URL | None, path: str) -> AuthConfig:
-        needs: dict[str, tuple[str, ...]] = {
-            "client_credentials": ("token_url",),
-            "refresh_token": ("token_url",),
-            "authorization_code": ("token_url", "authorize_url"),
-            "static": ("token",),
-        }
-        for key in needs.get(auth.grant, ()):
-            if getattr(auth, key) is None:
-                self.problems.add(f"{path}.{key}", f"required for grant {auth.grant}")
-        if auth.grant in ("client_credentials", "refresh_token", "authorization_code"):
-            if auth.client_id is None and auth.client_auth != "none":
-                self.problems.add(f"{path}.client_id", f"required with client_auth {auth.client_auth}")
-            if auth.client_secret is None and auth.client_auth in (
-                "client_secret_basic",
-                "client_secret_post",
-                "client_secret_jwt",
-            ):
-                self.problems.add(
-                    f"{path}.client_secret",
-                    f"required with client_auth {auth.client_auth} (or set client_secret_file to read it from a file)",
-                )
-            if auth.private_key is None and auth.client_auth == "private_key_jwt":
-                self.problems.add(
-                    f"{path}.private_key",
-                    "required with client_auth private_key_jwt (set private_key_file to a PEM file)",
-                )
-        resolved = {}
-        for key in ("token_url", "authorize_url", "revocation_url"):
-            value = getattr(auth, key)
-            if value is None:
-                continue
-            if value.startswith("/") and upstream is not None:
-                resolved[key] = str(upstream.join(URL(value)))
-            elif _check_url(value, f"{path}.{key}", self.problems, relative_ok=True) is not None:
-                resolved[key] = value
-        return dataclasses.replace(auth, **resolved)
-
-    def check_prefixes(self, routes: dict[str, RouteConfig]) -> None:
-        seen: dict[str, str] = {}
-        for name, route in routes.items():
-            if route.prefix in seen:
-                self.problems.add(
-                    f"routes.{name}.prefix",
-                    f"{route.prefix} is already served by route {seen[route.prefix]}; give one of them another prefix",
-                )
-            seen[route.prefix] = name
 
 
 _INVALID = object()
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_url(value: str, path: str, problems: Problems, relative_ok: bool = False) -> URL | None:
-    try:
-        url = URL(value)
-    except ValueError:
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
-        extra = " or a path like /oauth/token" if relative_ok else ""
-        problems.add(path, f"{value!r} is not an http(s) URL; write e.g. https://api.example.com{extra}")
-        return None
-    if url.query_string or url.fragment:
-        problems.add(path, "must not carry a query string or fragment")
-    return url
 
 
 def _parse_size(value: Any) -> int | None:
@@ -441,12 +289,6 @@ def _parse_size(value: Any) -> int | None:
     return None
 
 
-def _unknown(key: str, known: list[str], what: str) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown {what} {key!r}; {hint}expected one of: {', '.join(sorted(known))}"
-
-
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge mappings: the route's own keys win over the preset's."""
     out = dict(base)
@@ -456,10 +298,6 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
 
 
 def _kind(value: Any) -> str:

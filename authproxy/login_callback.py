@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from authproxy.config import is_loopback
+from authproxy.config_checks import is_loopback
 from authproxy.oauth_flow import LoginAttempt, LoginError, is_callback
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>authproxy login</title>

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from .app_keys import RUNTIME
-from .config import is_loopback
+from .config_checks import is_loopback
 from .config_schema import split_listen
 from .reload import reload_config
 from .tls import listener_ssl
