@@ -97,10 +97,11 @@ def upstream_request_headers(
     return out
 
 
-def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """Upstream response headers minus hop-by-hop ones; repeated headers (Set-Cookie) kept."""
+def response_headers(upstream: CIMultiDictProxy[str], out: CIMultiDict[str] | None = None) -> CIMultiDict[str]:
+    """Upstream response headers minus hop-by-hop ones, added to `out`; repeated ones (Set-Cookie) kept."""
     extra_drop = _connection_listed(upstream) if "connection" in upstream else ()
-    out: CIMultiDict[str] = CIMultiDict()
+    if out is None:
+        out = CIMultiDict()
     for name, value in upstream.items():
         low = name.lower()
         if low in HOP_BY_HOP or low in extra_drop:

@@ -158,7 +158,7 @@ class ProxyHandler:
         if key_in_authorization:  # the proxy key, even where the route passes the client's Authorization on
             headers.popall("Authorization", None)
         headers.update(route.inject)
-        body, replayable = await self._request_body(request, route)
+        body, replayable = (await self._request_body(request, route)) if request.body_exists else (None, True)
         credential = route.credential
         token = None
         if credential is not None:
@@ -229,7 +229,8 @@ class ProxyHandler:
         request_id: str,
         exchange: Exchange,
     ) -> web.StreamResponse:
-        headers = response_headers(upstream.headers)
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        headers = response_headers(upstream.headers, response.headers)  # straight into the response
         location = headers.get("Location")
         if location is not None:
             headers["Location"] = rewrite_location(
@@ -240,7 +241,6 @@ class ProxyHandler:
                 proxy_origin=f"{request.scheme}://{request.host}",
             )
         headers[REQUEST_ID] = request_id
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
         await response.prepare(request)
         exchange.prepared_at = self.clock.monotonic()
         if request.method == "HEAD" or upstream.status in NO_BODY_STATUS:

@@ -11,6 +11,7 @@ from aiohttp import web
 from .app_keys import RUNTIME
 from .config_checks import is_loopback
 from .config_schema import split_listen
+from .logging import flush_logs
 from .reload import reload_config
 from .tls import listener_ssl
 
@@ -80,6 +81,7 @@ async def serve(app: web.Application, host: str, port: int, *, stop: asyncio.Eve
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stops listening, waits for in-flight requests up to shutdown_timeout
     log.info("stopped")
+    flush_logs()
 
 
 def _host_for_url(host: str) -> str:

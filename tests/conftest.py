@@ -21,7 +21,7 @@ from authproxy.clock import Clock, FakeClock
 from authproxy.config import load_config, parse_config, secret_values
 from authproxy.config_schema import Config
 from authproxy.credentials import Credential, build_credential
-from authproxy.logging import Redactor, configure_logging
+from authproxy.logging import Redactor, configure_logging, flush_logs
 from authproxy.server import start_server
 from authproxy.stores.memory import MemoryStore
 from tests.fakes import FixedRandom, make_route
@@ -51,6 +51,7 @@ class LogCapture:
 
     @property
     def text(self) -> str:
+        flush_logs()
         return self.stream.getvalue()
 
     @property
