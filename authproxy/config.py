@@ -35,6 +35,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([("", f"cannot read the config file: {exc.strerror or exc}")], source) from None
+    except UnicodeDecodeError:
+        raise ConfigError([("", "the config file is not UTF-8 text; save it as UTF-8")], source) from None
     return parse_config(
         text, source=source, env=os.environ if env is None else env, base_dir=Path(path).resolve().parent
     )
@@ -50,12 +52,19 @@ def parse_config(
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError([("", f"invalid YAML: {where}{getattr(exc, 'problem', None) or exc}")], source) from None
+    except RecursionError:
+        raise ConfigError([("", "the document nests too deeply; simplify it")], source) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([("", "the top level must be a mapping of keys (listen, routes, ...)")], source)
     ctx = _Context(problems, os.environ if env is None else env, base_dir or Path.cwd())
-    raw = ctx.expand(raw, "")
+    try:
+        raw = ctx.expand(raw, "")
+    except RecursionError:
+        raise ConfigError(
+            [("", "the document nests too deeply (or an alias refers to itself); simplify it")], source
+        ) from None
     config = ctx.parse_top(raw)
     if problems.items:
         raise ConfigError(problems.items, source)
@@ -97,14 +106,18 @@ class _Context(ConfigChecks):
         if not isinstance(filename, str) or not filename:
             self.problems.add(path, "expected the path of a file holding the value")
             return None
-        file = Path(filename).expanduser()
-        if not file.is_absolute():
-            file = self.base_dir / file
         try:
+            file = Path(filename).expanduser()
+            if not file.is_absolute():
+                file = self.base_dir / file
             return file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            self.problems.add(path, f"cannot read {file}: {exc.strerror or exc}; check the path and permissions")
-            return None
+            self.problems.add(path, f"cannot read {filename}: {exc.strerror or exc}; check the path and permissions")
+        except UnicodeDecodeError:
+            self.problems.add(path, f"{filename} is not UTF-8 text; a secret file holds the value as text")
+        except (ValueError, RuntimeError) as exc:  # NUL in the name, ~unknown-user
+            self.problems.add(path, f"cannot use {filename!r} as a file name ({exc})")
+        return None
 
     # -- structure -----------------------------------------------------------------------------
     def parse_top(self, raw: dict[str, Any]) -> Config:
@@ -231,9 +244,9 @@ class _Context(ConfigChecks):
                 return size
             self.problems.add(path, f"expected a whole number (sizes may say 1MiB), got {_kind(value)}")
         elif tp is float:
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e12:
                 return float(value)
-            self.problems.add(path, f"expected a number of seconds (>= 0), got {_kind(value)}")
+            self.problems.add(path, f"expected a number of seconds (>= 0, finite), got {_kind(value)}")
         elif tp is str:
             if isinstance(value, str | int | float) and not isinstance(value, bool):
                 return str(value)

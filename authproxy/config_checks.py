@@ -85,7 +85,7 @@ class ConfigChecks:
         if (cert is None) != (key is None):
             self.problems.add(path, "give both cert_file and key_file")
         for name, file in (("cert_file", cert), ("key_file", key)):
-            if file is not None and not Path(file).expanduser().is_file():
+            if file is not None and not is_file(file):
                 self.problems.add(f"{path}.{name}", f"no such file: {file}")
 
     def check_route(self, route: RouteConfig, path: str) -> RouteConfig:
@@ -100,7 +100,7 @@ class ConfigChecks:
                 self.problems.add(f"{path}.headers.{header}", "not a valid HTTP header name")
         auth = self.check_auth(route.auth, upstream, f"{path}.auth")
         self.check_pair(route.tls.cert_file, route.tls.key_file, f"{path}.tls")
-        if route.tls.ca_file is not None and not Path(route.tls.ca_file).expanduser().is_file():
+        if route.tls.ca_file is not None and not is_file(route.tls.ca_file):
             self.problems.add(f"{path}.tls.ca_file", f"no such file: {route.tls.ca_file}")
         return dataclasses.replace(route, prefix=prefix, auth=auth)
 
@@ -153,6 +153,14 @@ class ConfigChecks:
             seen[route.prefix] = name
 
 
+def is_file(name: str) -> bool:
+    """Whether `name` is a readable regular file; odd names (too long, ~nobody/...) just are not."""
+    try:
+        return Path(name).expanduser().is_file()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -174,6 +182,11 @@ def check_url(value: str, path: str, problems: Problems, relative_ok: bool = Fal
         return None
     if url.query_string or url.fragment:
         problems.add(path, "must not carry a query string or fragment")
+    if url.user is not None or url.password is not None:
+        problems.add(
+            path,
+            "must not carry a user or password; put credentials under auth: (client_id, client_secret) or headers:",
+        )
     return url
 
 

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .errors import BadRequest
+
 # RFC 9110 §7.6.1 hop-by-hop headers, plus Host (set from the upstream URL by the client).
 HOP_BY_HOP = frozenset(
     (
@@ -81,10 +83,12 @@ def upstream_request_headers(
         low = name.lower()
         if low in drop or low.startswith("proxy-") or low in extra_drop:
             continue
+        if low in ("x-forwarded-proto", "x-forwarded-host", "x-request-id"):  # replaced below
+            continue
+        if not value.isascii() and not _utf8(value):  # would be silently mangled on the way out
+            raise BadRequest(f"the value of header {name!r} is not valid UTF-8")
         if low == "x-forwarded-for":
             previous_for = value if previous_for is None else f"{previous_for}, {value}"
-            continue
-        if low in ("x-forwarded-proto", "x-forwarded-host", "x-request-id"):
             continue
         out.add(name, value)
     if forwarded_for:
@@ -95,6 +99,15 @@ def upstream_request_headers(
     out["X-Forwarded-Host"] = host
     out[REQUEST_ID] = request_id
     return out
+
+
+def _utf8(value: str) -> bool:
+    """False for header values that held bytes which were not UTF-8 (decoded as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def response_headers(upstream: CIMultiDictProxy[str], out: CIMultiDict[str] | None = None) -> CIMultiDict[str]:

@@ -17,6 +17,7 @@ from types import NoneType
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 MASK = "[redacted]"
 SECRET_KEYS = frozenset(
@@ -159,6 +160,7 @@ def configure_logging(
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=out.isatty()) if fmt == "console" else structlog.processors.JSONRenderer()
     )
+    writer = LineWriter(out)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -169,10 +171,70 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=LineWriter(out).factory,
+        logger_factory=writer.factory,
         cache_logger_on_first_use=False,
     )
+    _route_stdlib_logging(writer, redactor, renderer)
     return redactor
+
+
+class _ClientFaults(logging.Filter):
+    """aiohttp logs each request its parser refuses as an ERROR with a traceback: the client's
+    fault, not ours. Keep one warning line with the reason, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args, record.exc_info, record.exc_text = "bad_request_refused", (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.reason = type(exc).__name__
+        return True
+
+
+class _WriterHandler(logging.Handler):
+    """Hands formatted stdlib records to the same batched writer as structlog's lines."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.writer.msg(self.format(record))
+
+
+def _route_stdlib_logging(writer: LineWriter, redactor: Redactor, renderer: Any) -> None:
+    """Libraries log through stdlib logging: the same format, redaction and stream as ours."""
+
+    def add_reason(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        record = event.get("_record")
+        if record is not None and hasattr(record, "reason"):
+            event["reason"] = record.reason
+        return event
+
+    handler = _WriterHandler(writer)
+    handler.addFilter(_ClientFaults())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                add_reason,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _WriterHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
 
 
 class AccessLog:

@@ -20,14 +20,24 @@ from .access import Gatekeeper
 from .bodies import LimitedBody, read_body, too_large
 from .clock import Clock
 from .config_schema import Limits
-from .errors import AuthProxyError, MethodRefused, Overloaded, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from .errors import (
+    AuthProxyError,
+    BadRequest,
+    ClientTooSlow,
+    MethodRefused,
+    Overloaded,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from .headers import REQUEST_ID, request_id_from, response_headers, rewrite_location, upstream_request_headers
 from .logging import access_logger
 from .metrics import UNMATCHED, Stats
 from .routing import Route, Router
 from .websocket import is_websocket_upgrade, proxy_websocket
 
-IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
+REFUSED_METHODS = frozenset(("CONNECT", "TRACE"))
 NO_BODY_STATUS = frozenset((204, 304))
 READ_CHUNK = 256 * 1024
 
@@ -74,8 +84,11 @@ class ProxyHandler:
         client = None
         counted = False
         try:
-            if request.method == "CONNECT":
-                raise MethodRefused("CONNECT is refused: authproxy is not an open proxy")
+            if request.method in REFUSED_METHODS:
+                raise MethodRefused(
+                    f"{request.method} is refused: CONNECT would make this an open proxy, and TRACE "
+                    "could echo the injected credentials back to the client"
+                )
             gate = self.gate
             if gate.team:
                 client, key_in_authorization = gate.identify(request.headers)
@@ -296,4 +309,7 @@ def error_response(err: AuthProxyError, request_id: str) -> web.Response:
     headers = {REQUEST_ID: request_id}
     if err.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
-    return web.json_response(err.body(request_id), status=err.status, headers=headers)
+    response = web.json_response(err.body(request_id), status=err.status, headers=headers)
+    if isinstance(err, ClientTooSlow | BadRequest):
+        response.force_close()  # the rest of the request is unread: the connection cannot be reused
+    return response

@@ -85,6 +85,8 @@ class Router:
                 "absolute-form request targets are refused: authproxy is not an open proxy; "
                 "send the path only, e.g. GET /<route>/..."
             )
+        if "#" in raw_target:  # never valid in a request target; it could hide a dot-segment
+            raise BadPath("a request target must not contain '#'")
         path, sep, query = raw_target.partition("?")
         if path.startswith("/-/"):
             raise RouteNotFound("no such admin endpoint; /-/ is reserved for authproxy's own endpoints")

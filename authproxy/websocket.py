@@ -16,7 +16,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from yarl import URL
 
-from .errors import UpstreamError
+from .errors import BadRequest, UpstreamError
 from .headers import upstream_request_headers
 
 if TYPE_CHECKING:
@@ -60,6 +60,10 @@ async def proxy_websocket(
     clock: Clock,
 ) -> web.StreamResponse:
     from .proxy import should_retry, upstream_failure
+
+    client = web.WebSocketResponse(autoping=False, autoclose=False, max_msg_size=MAX_MESSAGE)
+    if not client.can_prepare(request).ok:  # a broken handshake never reaches the upstream
+        raise BadRequest("not a valid WebSocket handshake (Sec-WebSocket-Key / Version)", route=route.name)
 
     headers = upstream_request_headers(
         request.headers,

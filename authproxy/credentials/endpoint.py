@@ -157,8 +157,11 @@ def parse_expires_in(value: Any) -> float | None:
             value = float(value.strip())
         except ValueError:
             return None
-    if isinstance(value, int | float) and math.isfinite(value) and value > 0:
-        return float(value)
+    try:
+        if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+            return float(value)
+    except OverflowError:  # an integer too large for a float: no real lifetime
+        return None
     return None
 
 
@@ -169,12 +172,12 @@ def jwt_expiry(access_token: str) -> float | None:
         return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, TypeError):
+        exp = payload.get("exp") if isinstance(payload, dict) else None
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+            return None
+        return float(exp)
+    except (ValueError, TypeError, RecursionError, OverflowError):
         return None
-    exp = payload.get("exp") if isinstance(payload, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
-        return None
-    return float(exp)
 
 
 def _expiry(expires_in: Any, access: str, sent_at: float, default_ttl: float) -> float:
@@ -191,7 +194,7 @@ def _expiry(expires_in: Any, access: str, sent_at: float, default_ttl: float) ->
 def _parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # garbage, or nesting deep enough to blow the stack
         return None
 
 
