@@ -248,12 +248,14 @@ class AccessLog:
     def __init__(self, renderer: Any, writer: LineWriter, redactor: Redactor, stamper: Any) -> None:
         self._renderer, self._writer, self._redactor, self._stamper = renderer, writer, redactor, stamper
 
-    def __call__(self, path: str, **fields: Any) -> None:
-        event = {"event": "request", **fields, "path": self._redactor.text(path), "level": "info"}
+    def __call__(self, event: dict[str, Any]) -> None:
+        """`event` is the line's fields ("event": "request", ..., "path": raw path); it is consumed."""
+        event["path"] = self._redactor.text(event["path"])
+        event["level"] = "info"
         self._writer.msg(self._renderer(None, "info", self._stamper(None, "info", event)))
 
 
-def access_logger() -> Callable[..., None] | None:
+def access_logger() -> Callable[[dict[str, Any]], None] | None:
     """The access logger for the current logging setup; None when info lines are filtered out."""
     config = structlog.get_config()
     wrapper = config["wrapper_class"]
@@ -266,5 +268,5 @@ def access_logger() -> Callable[..., None] | None:
     stampers = [p for p in processors if isinstance(p, structlog.processors.TimeStamper)]
     if not isinstance(writer, LineWriter) or not redactors or not stampers:
         log = structlog.get_logger("authproxy.proxy")
-        return lambda path, **fields: log.info("request", path=path, **fields)
+        return lambda event: log.info(**event)
     return AccessLog(processors[-1], writer, redactors[0], stampers[0])

@@ -137,19 +137,24 @@ class ProxyHandler:
                 failed=exchange.error is not None,
             )
             if self.access_log is not None:
-                self.access_log(
-                    request.raw_path,
-                    route=route.name if route else None,
-                    method=request.method,
-                    status=exchange.status,
-                    bytes=exchange.bytes,
-                    duration_ms=round((ended - started) * 1000, 2),
-                    upstream_ms=None if upstream_s is None else round(upstream_s * 1000, 2),
-                    request_id=request_id,
-                    **({"client": client.name} if client is not None else {}),
-                    **({"retried": True} if exchange.retried else {}),
-                    **({"error": exchange.error} if exchange.error else {}),
-                )
+                line = {
+                    "event": "request",
+                    "route": route.name if route else None,
+                    "method": request.method,
+                    "path": request.raw_path,
+                    "status": exchange.status,
+                    "bytes": exchange.bytes,
+                    "duration_ms": round((ended - started) * 1000, 2),
+                    "upstream_ms": None if upstream_s is None else round(upstream_s * 1000, 2),
+                    "request_id": request_id,
+                }
+                if client is not None:
+                    line["client"] = client.name
+                if exchange.retried:
+                    line["retried"] = True
+                if exchange.error:
+                    line["error"] = exchange.error
+                self.access_log(line)
 
     async def _forward(
         self,
