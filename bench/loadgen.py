@@ -6,9 +6,12 @@ Runs as its own process so its CPU can be pinned away from the proxy under test.
     loadgen.py load URL -c 16 -d 5      N keep-alive workers for a fixed duration; one GET after another
     loadgen.py down URL                 GET URL, read and discard the whole body
     loadgen.py up URL --size N          POST a generated N-byte body (chunked), read the answer
+    loadgen.py burst URL -n 1000 --at T N requests at once, each on its own new connection, released at epoch T
 
 Prints one JSON object on stdout: for `load` rps, p50_ms, p90_ms, p99_ms, requests, errors;
-for `down`/`up` bytes, seconds, mb_per_s, status. aiohttp's client costs far more CPU per request
+for `down`/`up` bytes, seconds, mb_per_s, status; for `burst` the counts of statuses and of response
+bodies (against bench/upstream.py's /auth: which token the proxy injected) and the epoch times of the burst.
+aiohttp's client costs far more CPU per request
 than wrk, so absolute numbers are lower and latencies include client overhead; the ratios
 between targets measured in the same run are what to read.
 """
@@ -130,6 +133,47 @@ async def up(url: str, size: int) -> dict[str, Any]:
     }
 
 
+async def burst(url: str, count: int, at: float) -> dict[str, Any]:
+    """`count` GETs released together at epoch `at` (connections are opened by the burst itself, as clients do)."""
+    statuses: dict[str, int] = {}
+    bodies: dict[str, int] = {}
+    latencies: list[float] = []
+    done: list[float] = []
+    async with _session(count) as session:
+
+        async def one() -> None:
+            sent = time.perf_counter()
+            try:
+                async with session.get(url) as response:
+                    body = (await response.read())[:200].decode(errors="replace")
+                    key = str(response.status)
+                    if response.status == 200:
+                        bodies[body] = bodies.get(body, 0) + 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                key = type(exc).__name__
+            statuses[key] = statuses.get(key, 0) + 1
+            latencies.append(time.perf_counter() - sent)
+            done.append(time.perf_counter())
+
+        await asyncio.sleep(max(0.0, at - time.time()))
+        started, clock0 = time.time(), time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        ended = started + (time.perf_counter() - clock0)
+    latencies.sort()
+    return {
+        "requests": count,
+        "ok": statuses.get("200", 0),
+        "statuses": statuses,
+        "bodies": bodies,
+        "started": started,
+        "ended": ended,
+        "first_answer": started + (min(done) - clock0) if done else None,
+        "late_start_s": round(started - at, 4),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "max_ms": latencies[-1] * 1000 if latencies else float("nan"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -142,10 +186,16 @@ def main() -> None:
     p_up = sub.add_parser("up", help="upload one large generated body")
     p_up.add_argument("url")
     p_up.add_argument("--size", type=int, required=True, help="bytes")
+    p_burst = sub.add_parser("burst", help="N concurrent requests released at once")
+    p_burst.add_argument("url")
+    p_burst.add_argument("-n", "--count", type=int, default=1000)
+    p_burst.add_argument("--at", type=float, default=0.0, help="epoch seconds to release the burst (default now)")
     args = parser.parse_args()
 
     if args.mode == "load":
         coro = load(args.url, args.concurrency, args.duration)
+    elif args.mode == "burst":
+        coro = burst(args.url, args.count, args.at)
     elif args.mode == "down":
         coro = down(args.url)
     else:

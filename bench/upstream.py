@@ -8,6 +8,7 @@ no access log) and uvloop when installed.
     GET  /json       a fixed ~100-byte JSON body
     GET  /bytes/N    N bytes, streamed in 256 KiB chunks (Content-Length set)
     POST /sink       reads and discards the request body, answers {"received": <bytes>}
+    GET  /auth       echoes the Authorization header it received (which token a proxy injected)
 
 Any path prefix before these (e.g. `/api/json`) is ignored, so proxies with or without
 prefix stripping see the same endpoints. Binds 127.0.0.1:PORT (0 = ephemeral) and prints
@@ -36,6 +37,8 @@ async def handle(request: web.BaseRequest) -> web.StreamResponse:
     path = request.path
     if path.endswith("/json"):
         return web.Response(body=JSON_BODY, content_type="application/json")
+    if path.endswith("/auth"):
+        return web.Response(text=request.headers.get("Authorization", ""))
     if path.endswith("/sink"):
         received = 0
         while chunk := await request.content.readany():
