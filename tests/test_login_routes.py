@@ -8,18 +8,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from authproxy.app import build_app
-from authproxy.config import secret_values
 from authproxy.config_schema import AuthConfig
 from authproxy.credentials import store_key
-from authproxy.logging import Redactor, configure_logging
-from authproxy.login_routes import PENDING, add_login_routes
-from authproxy.server import start_server
+from authproxy.login_routes import PENDING
 from authproxy.stores.memory import MemoryStore
 from tests.conftest import RunningProxy
-from tests.fakes.auth_server import AuthServer, browse, login_raw, parse
+from tests.fakes.auth_server import AuthServer, browse, login_raw
 
 LoginProxy = Callable[..., Awaitable[RunningProxy]]
 
@@ -31,25 +26,17 @@ async def auth_server() -> AsyncIterator[AuthServer]:
 
 
 @pytest.fixture
-async def login_proxy(logs, auth_server) -> AsyncIterator[LoginProxy]:
-    """A proxy with the login routes, registered as a redirect URI at the fake server."""
-    runners: list[web.AppRunner] = []
+async def login_proxy(make_proxy, auth_server) -> LoginProxy:
+    """A proxy (with its login routes), registered as a redirect URI at the fake server."""
 
     async def factory(upstream: str, *, store=None, clock=None, **auth: object) -> RunningProxy:
         redirect = str(auth.pop("redirect_uri", "http://127.0.0.1:1/cli-only"))
-        config = parse(login_raw(auth_server, upstream, redirect, {"kind": "memory"}, **auth))
-        configure_logging("info", "json", redactor=Redactor(secret_values(config)), stream=logs.stream)
-        app = build_app(config, clock=clock, store=store or MemoryStore())
-        add_login_routes(app)
-        add_login_routes(app)  # idempotent: app.py may already have called it
-        runner, url = await start_server(app, "127.0.0.1", 0)
-        runners.append(runner)
-        auth_server.redirect_uris.append(f"{url}/-/login/api/callback")
-        return RunningProxy(url, app, config, runner)
+        raw = login_raw(auth_server, upstream, redirect, {"kind": "memory"}, **auth)
+        proxy = await make_proxy(raw, clock=clock, store=store or MemoryStore())
+        auth_server.redirect_uris.append(f"{proxy.url}/-/login/api/callback")
+        return proxy
 
-    yield factory
-    for runner in runners:
-        await runner.cleanup()
+    return factory
 
 
 @pytest.fixture
