@@ -14,7 +14,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
@@ -22,7 +22,7 @@ from yarl import URL
 
 from authproxy.clock import Clock
 from authproxy.config_schema import RouteConfig
-from authproxy.credentials import build_endpoint, exchange_code, store_key
+from authproxy.credentials import build_endpoint, exchange_code, store_key, token_identity
 from authproxy.credentials.client_auth import build_client_auth
 from authproxy.credentials.failures import ADVICE
 from authproxy.errors import AuthProxyError, ConfigError, TokenEndpointError
@@ -184,7 +184,7 @@ async def complete_login(
     key = store_key(route.name)
     try:
         async with store_lock(store, key):
-            await store.save(key, token)
+            await store.save(key, replace(token, identity=token_identity(route.auth)))
     except OSError as exc:
         raise SaveFailed(
             f"logged in, but the tokens could not be saved: {exc}; fix the token store (store.path) and log in again",

@@ -18,8 +18,8 @@ from aiohttp import web
 from .access import BrowserGuard, Gatekeeper
 from .app_keys import CLOCK, PROXY, RUNTIME, STORE
 from .config import load_config, secret_values
-from .config_schema import AuthConfig
 from .credentials import Credential, store_key
+from .credentials.identity import identity_fields
 from .errors import ConfigError
 from .routing import Route, Router
 
@@ -76,7 +76,7 @@ async def reload_config(app: web.Application) -> ReloadResult:
                 if previous is not None and previous.config.auth == cfg.auth:
                     route.credential = previous.credential
                 else:
-                    if previous is not None and _identity(previous.config.auth) != _identity(cfg.auth):
+                    if previous is not None and identity_fields(previous.config.auth) != identity_fields(cfg.auth):
                         await app[STORE].delete(store_key(cfg.name))  # a token for another client or scope
                     route.credential = make_credential(app, route)
                     if route.credential is not None:
@@ -125,11 +125,6 @@ async def reload_config(app: web.Application) -> ReloadResult:
         restart_needed=result.restart_needed,
     )
     return result
-
-
-def _identity(auth: AuthConfig) -> tuple[object, ...]:
-    """What a stored token belongs to: a new secret keeps the token, a new client or scope does not."""
-    return (auth.grant, auth.token_url, auth.client_id, auth.scope, auth.audience, auth.extra_params)
 
 
 def _retire(retired: dict[Credential, asyncio.Task[None]], credential: Credential) -> None:

@@ -153,6 +153,34 @@ async def test_restart_reuses_a_stored_valid_token(server, build, store, clock) 
     assert server.requests == []
 
 
+async def test_a_token_stored_for_another_client_or_scope_is_not_reused_after_a_restart(
+    server, build, store, clock
+) -> None:
+    """The store key is the route name; the token's identity says which client, endpoint and scope got it."""
+    first = await build(scope="read").current()
+    assert (await store.load(KEY)).identity == first.identity is not None
+    rotated_secret = await build(scope="read", client_secret="rotated").current()  # same client: token kept
+    assert rotated_secret == first and len(server.requests) == 1
+    changes = [{"client_id": "other-client"}, {"scope": "read write"}, {"token_url": server.url + "?v=2"}]
+    for change in changes:
+        change = {"scope": "read", **change}
+        before = len(server.requests)
+        with capture_logs() as logged:
+            token = await build(**change).current()
+        assert len(server.requests) == before + 1 and token != first
+        assert [e["event"] for e in logged if e["log_level"] == "warning"] == ["stored_token_ignored"]
+        assert (await store.load(KEY)).identity == token.identity != first.identity
+
+
+async def test_a_refresh_token_from_another_client_is_ignored_but_a_legacy_entry_is_used(server, build, store) -> None:
+    await store.save(KEY, Token("x", 0.0, refresh_token="rt-other", identity="v1:another-client"))
+    await build("refresh_token", refresh_token="rt-config").current()
+    assert server.requests[-1].params["refresh_token"] == "rt-config"
+    await store.save(KEY, Token("x", 0.0, refresh_token="rt-legacy"))  # saved before tokens carried an identity
+    await build("refresh_token", refresh_token="rt-config").current()
+    assert server.requests[-1].params["refresh_token"] == "rt-legacy"
+
+
 # -- errors --------------------------------------------------------------------------------------------
 
 

@@ -21,8 +21,9 @@ from authproxy.config_schema import RouteConfig
 from authproxy.credentials.authorization_code import AuthorizationCodeSource, exchange_code
 from authproxy.credentials.client_auth import basic_authorization, build_client_auth, empty_settings
 from authproxy.credentials.client_credentials import ClientCredentialsSource
-from authproxy.credentials.credential import Credential, store_key
+from authproxy.credentials.credential import Credential
 from authproxy.credentials.endpoint import TokenEndpoint
+from authproxy.credentials.identity import store_key, token_identity
 from authproxy.credentials.refresh_token import RefreshTokenSource, login_hint
 from authproxy.credentials.source import TokenSource
 from authproxy.credentials.static import StaticSource
@@ -162,4 +163,5 @@ __all__ = [
     "login_hint",
     "not_configured",
     "store_key",
+    "token_identity",
 ]

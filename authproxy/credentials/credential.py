@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 import structlog
@@ -20,6 +20,7 @@ import structlog
 from authproxy.clock import Clock
 from authproxy.config_schema import AuthConfig
 from authproxy.credentials.failures import error_code, permanent_error, transient_error, unavailable
+from authproxy.credentials.identity import belongs_to, store_key, token_identity
 from authproxy.credentials.source import TokenSource
 from authproxy.errors import AuthProxyError, CredentialFailed, LoginRequired, TokenEndpointError, TokenUnavailable
 from authproxy.refresher import Backoff, Refresher, renewal_at
@@ -30,11 +31,6 @@ log = structlog.get_logger("authproxy.credentials")
 
 STORE_RECHECK = 1.0  # seconds between store re-reads while waiting for a new login
 STORE_POLL = 5.0  # while parked in login_required, the refresher looks for a new login this often
-
-
-def store_key(route: str) -> str:
-    """The key a route's token is stored under (shared with `authproxy login`/`logout`)."""
-    return f"route:{route}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +58,7 @@ class Credential:
         self.source = source
         self.wakeup = asyncio.Event()
         self._http, self._store, self._clock = http, store, clock
-        self._key = store_key(name)
+        self._key, self._identity = store_key(name), token_identity(auth)
         self._max_wait, self._min_leeway, self._token_type = auth.max_wait, auth.min_leeway, auth.token_type
         self._rng = rng if rng is not None else random.Random()
         self._backoff = backoff or Backoff()
@@ -73,6 +69,7 @@ class Credential:
         self._renew_at: float | None = None
         self._inflight: asyncio.Task[_Outcome] | None = None
         self._failures = 0
+        self._ignored_logged = False
         self._retry_at: float | None = None  # monotonic; no fetch before (None: no backoff)
         self._blocked: AuthProxyError | None = None  # CredentialFailed | LoginRequired
         self._dead_refresh: str | None = None
@@ -211,7 +208,7 @@ class Credential:
             if self._loaded:
                 return
             try:
-                stored = await self._store.load(self._key)
+                stored = await self._load_stored()
             except OSError as exc:
                 log.warning("token_store_failed", route=self.name, op="load", error=type(exc).__name__)
                 stored = None
@@ -242,7 +239,7 @@ class Credential:
             return False
         self._store_checked = mono
         try:
-            stored = await self._store.load(self._key)
+            stored = await self._load_stored()
         except OSError:
             return False
         if stored is None or stored == self._token:
@@ -311,7 +308,7 @@ class Credential:
         async with store_lock(self._store, self._key):
             previous = self._token
             if source.persist:
-                stored = await self._store.load(self._key)
+                stored = await self._load_stored()
                 if stored is not None and self._fresh(stored, avoid):
                     return stored, "store"
                 if stored is not None and (stored.refresh_token or previous is None):
@@ -322,7 +319,7 @@ class Credential:
             except TokenEndpointError as exc:
                 if exc.oauth_error != "invalid_grant" or not source.uses_refresh_token or not source.persist:
                     raise
-                stored = await self._store.load(self._key)
+                stored = await self._load_stored()
                 if stored is None or not stored.refresh_token or stored.refresh_token == self._used_refresh:
                     raise
                 log.info("refresh_token_rotated_elsewhere", route=self.name)
@@ -330,12 +327,27 @@ class Credential:
                     return stored, "store"
                 self._used_refresh = stored.refresh_token
                 token = await source.fetch(self._http, stored)
+            token = replace(token, identity=self._identity)
             if source.persist:  # before anyone sees the token: a rotated refresh token must not be lost
                 try:
                     await self._store.save(self._key, token)
                 except OSError as exc:
                     log.warning("token_store_failed", route=self.name, op="save", error=type(exc).__name__)
             return token, "fetched"
+
+    async def _load_stored(self) -> Token | None:
+        """The stored token, unless another client, endpoint or scope obtained it (config edited since)."""
+        stored = await self._store.load(self._key)
+        if stored is None or belongs_to(stored, self._identity):
+            return stored
+        if not self._ignored_logged:
+            self._ignored_logged = True
+            log.warning(
+                "stored_token_ignored",
+                route=self.name,
+                detail="it was obtained with another client_id, token_url, scope or audience; fetching a new one",
+            )
+        return None
 
     def _fresh(self, stored: Token, avoid: str | None) -> bool:
         """A stored token worth adopting: valid, not the one being replaced, not yet due."""

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from authproxy.tokens import Token
+from authproxy.tokens import Token, token_entry, token_from_entry
 
 try:  # POSIX; elsewhere only in-process locking is available
     import fcntl
@@ -99,7 +99,7 @@ class FileStore:
         return None if entry is None else self._token(key, entry)
 
     async def save(self, key: str, token: Token) -> None:
-        entry = _entry(token)
+        entry = token_entry(token)
 
         def put(tokens: dict[str, Any]) -> bool:
             tokens[key] = entry
@@ -201,16 +201,8 @@ class FileStore:
 
     def _token(self, key: str, entry: Any) -> Token:
         try:
-            if not isinstance(entry, dict) or not isinstance(entry["access_token"], str):
-                raise TypeError
-            return Token(
-                access_token=entry["access_token"],
-                expires_at=_number(entry.get("expires_at")),
-                refresh_token=_text(entry.get("refresh_token")),
-                token_type=_text(entry.get("token_type")) or "Bearer",
-                obtained_at=_number(entry.get("obtained_at")),
-            )
-        except (KeyError, TypeError):
+            return token_from_entry(entry)
+        except TypeError:
             raise self._corrupt(f"the entry for {key!r} is not a token") from None
 
     def _corrupt(self, why: str) -> StoreFileError:
@@ -252,35 +244,11 @@ class FileStore:
             parent.chmod(0o700)
 
 
-def _entry(token: Token) -> dict[str, Any]:
-    return {
-        "access_token": token.access_token,
-        "expires_at": token.expires_at,
-        "refresh_token": token.refresh_token,
-        "token_type": token.token_type,
-        "obtained_at": token.obtained_at,
-    }
-
-
 def _json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
-
-
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError
-    return float(value)
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise TypeError
 
 
 def _open_lock(path: Path) -> int:

@@ -1,0 +1,37 @@
+"""Which stored token belongs to which route: the store key and the credential's identity.
+
+A token is stored under its route's name, so the same key survives edits to the config. A token
+obtained for another client, token endpoint, scope or audience must not be reused after such an
+edit (it would call the upstream as someone else, or with other rights), so each saved token
+carries a fingerprint of what obtained it; a new client secret keeps the fingerprint (and the
+token). Hot reload compares the same fields (`reload.py`); a restart compares the fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from authproxy.config_schema import AuthConfig
+from authproxy.tokens import Token
+
+
+def store_key(route: str) -> str:
+    """The key a route's token is stored under (shared with `authproxy login`/`logout`)."""
+    return f"route:{route}"
+
+
+def identity_fields(auth: AuthConfig) -> tuple[object, ...]:
+    """What a stored token belongs to: a new secret keeps the token, a new client or scope does not."""
+    return (auth.grant, auth.token_url, auth.client_id, auth.scope, auth.audience, sorted(auth.extra_params.items()))
+
+
+def token_identity(auth: AuthConfig) -> str:
+    """A short fingerprint of `identity_fields`, saved with each token (not reversible to a value)."""
+    text = json.dumps(identity_fields(auth), separators=(",", ":"))
+    return "v1:" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def belongs_to(token: Token, identity: str) -> bool:
+    """True when `token` was obtained by the credential with `identity` (or predates fingerprints)."""
+    return token.identity is None or token.identity == identity
