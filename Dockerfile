@@ -11,7 +11,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY authproxy ./authproxy
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels '.[fast,metrics]'
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels '.[fast,metrics,redis]'
 
 # -- runtime: slim Python, no compilers, no build tools, non-root -------------------------------
 FROM python:${PYTHON_VERSION}-slim
@@ -26,7 +26,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv /opt/authproxy \
-    && /opt/authproxy/bin/pip install --no-cache-dir --no-index --find-links /wheels 'authproxy[fast,metrics]'
+    && /opt/authproxy/bin/pip install --no-cache-dir --no-index --find-links /wheels 'authproxy[fast,metrics,redis]'
 
 # Token state (logins, refresh tokens) lives in a volume, so the root filesystem can be read-only.
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/authproxy --no-create-home authproxy \

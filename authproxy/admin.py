@@ -12,9 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
-from .app_keys import CLOCK, RUNTIME, STATS
+from .app_keys import CLOCK, RUNTIME, STATS, STORE
 from .metrics import Collector, exposition
 from .reload import reload_config
+from .stores import store_status
 
 READY_STATES = frozenset(("valid", "expiring", "refreshing"))
 
@@ -37,15 +38,21 @@ def credential_states(app: web.Application) -> dict[str, dict[str, Any]]:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: 200 only when every route that needs a token holds a valid one."""
+    """Readiness: 200 only when every route that needs a token holds a valid one.
+
+    An unreachable shared store (redis) is reported but does not make the proxy unready: it keeps
+    serving its cached tokens, and taking every replica out at once would turn a blip into an outage.
+    """
     not_ready = [
         {"route": name, "state": state["state"], "error": state.get("last_error_code"), "message": state.get("message")}
         for name, state in credential_states(request.app).items()
         if not state.get("valid")
     ]
+    store = store_status(request.app[STORE])
+    extra = {"store": store} if store["state"] == "unavailable" else {}
     if not_ready:
-        return web.json_response({"ready": False, "not_ready": not_ready}, status=503)
-    return web.json_response({"ready": True})
+        return web.json_response({"ready": False, "not_ready": not_ready, **extra}, status=503)
+    return web.json_response({"ready": True, **extra})
 
 
 def status_document(app: web.Application) -> dict[str, Any]:
@@ -71,6 +78,7 @@ def status_document(app: web.Application) -> dict[str, Any]:
         "version": __version__,
         "uptime_s": round(app[CLOCK].monotonic() - app[RUNTIME].started, 1),
         "listen": app[RUNTIME].url or app[RUNTIME].config.listen,
+        "store": store_status(app[STORE]),
         "routes": routes,
     }
 

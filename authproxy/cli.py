@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", help="host:port, overriding `listen:` in the config")
     run.add_argument("--log-format", choices=("auto", "console", "json"), help="override log.format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log.level")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT) and the token store (default 1)",
+    )
+    run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor: this worker's index
+    run.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # its end of the supervisor's socket pair
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a config and print the resolved routes, secrets masked")
@@ -93,6 +101,12 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
 
@@ -122,7 +136,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    _run(serve(build_app(config, config_path=args.config, redactor=redactor), host, port))
+    from .stores import build_store
+
+    store = build_store(config, serving=True, processes=args.workers)  # ConfigError (exit 2) before any worker
+    if args.workers > 1 and args.worker is None:
+        from .workers import supervise
+
+        if config.admin.listen is not None and split_listen(config.admin.listen)[1] == 0:
+            print("admin.listen: give a fixed port with --workers (each worker would pick its own)", file=sys.stderr)
+            return EXIT_CONFIG
+        return supervise(args, config, host, port)
+    app = build_app(config, config_path=args.config, redactor=redactor, store=store)
+    if args.worker is not None:
+        from .workers import run_worker
+
+        _run(run_worker(app, host, port, args.worker, args.worker_fd))
+    else:
+        _run(serve(app, host, port))
     return 0
 
 

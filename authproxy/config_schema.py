@@ -151,7 +151,9 @@ class StoreConfig:
     """Where tokens are kept between requests and restarts."""
 
     kind: Literal["auto", "memory", "file", "redis"] = opt(
-        "auto", "auto: file when any route logs in or uses a refresh token (they must survive restarts), else memory."
+        "auto",
+        "auto: file when any route logs in or uses a refresh token (they must survive restarts) "
+        "or with --workers above 1, else memory.",
     )
     path: str | None = opt(
         None, "File store path (default $XDG_STATE_HOME/authproxy/tokens.json, i.e. ~/.local/state/authproxy/)."
@@ -161,7 +163,13 @@ class StoreConfig:
         "Fernet key that encrypts the file store at rest (or encryption_key_file); needs the encrypt extra.",
         secret=True,
     )
-    url: str | None = opt(None, "Redis URL.", secret=True)
+    url: str | None = opt(
+        None, "Redis URL for kind redis (redis://[:password@]host:6379/0, rediss:// for TLS, or unix://).", secret=True
+    )
+    key_prefix: str = opt("authproxy:", "Redis key prefix: proxies with the same url and prefix share tokens.")
+    lock_ttl: float = opt(
+        10.0, "Seconds after which a dead process's Redis refresh lock expires (a live holder keeps extending it)."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 
-from .app_keys import RUNTIME
+from .app_keys import RUNTIME, STORE
 from .config_checks import is_loopback
 from .config_schema import split_listen
 from .logging import flush_logs
 from .reload import reload_config
+from .stores import close_store
 from .tls import listener_ssl
 
 log = structlog.get_logger("authproxy.server")
 
 
-async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
-    """Start listening; returns the runner (for cleanup) and the base URL actually bound."""
+async def start_server(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False
+) -> tuple[web.AppRunner, str]:
+    """Start listening; returns the runner (for cleanup) and the base URL actually bound.
+
+    `reuse_port`: SO_REUSEPORT, so several worker processes share the port and the kernel spreads
+    connections across them. The store's connections (redis) are closed with the app, after the
+    credentials (which may still save a token while closing).
+    """
     config = app[RUNTIME].config
+    if not app.frozen:
+        app.on_cleanup.append(_close_store)
     runner = web.AppRunner(
         app,
         handler_cancellation=True,
@@ -34,10 +45,10 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
     runtime = app[RUNTIME]
     try:
         ssl_context = listener_ssl(config.tls)
-        await web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context).start()
+        await web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context, reuse_port=reuse_port).start()
         if runtime.config.admin.listen is not None:
             admin_host, admin_port = split_listen(runtime.config.admin.listen)
-            await web.TCPSite(runner, admin_host, admin_port).start()
+            await web.TCPSite(runner, admin_host, admin_port, reuse_port=reuse_port).start()
             runtime.admin_port = runner.addresses[1][1]
             log.info("admin_listening", url=f"http://{_host_for_url(admin_host)}:{runtime.admin_port}/-/status")
     except BaseException:
@@ -49,10 +60,21 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
     return runner, runtime.url
 
 
-async def serve(app: web.Application, host: str, port: int, *, stop: asyncio.Event | None = None) -> None:
-    """Serve `app` on host:port until SIGTERM/SIGINT (or `stop`), then drain and return."""
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve `app` on host:port until SIGTERM/SIGINT (or `stop`), then drain and return.
+
+    `on_ready(url)` is called once listening (a worker tells its supervisor).
+    """
     config = app[RUNTIME].config
-    runner, url = await start_server(app, host, port)
+    runner, url = await start_server(app, host, port, reuse_port=reuse_port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[object]] = set()
@@ -74,6 +96,8 @@ async def serve(app: web.Application, host: str, port: int, *, stop: asyncio.Eve
                 detail="allow_anonymous is set: anyone who can reach this "
                 "address uses the configured credentials; keep it on a private network",
             )
+        if on_ready is not None:
+            on_ready(url)
         await stop.wait()
         log.info("shutting_down", drain_timeout_s=config.shutdown_timeout)
     finally:
@@ -82,6 +106,10 @@ async def serve(app: web.Application, host: str, port: int, *, stop: asyncio.Eve
         await runner.cleanup()  # stops listening, waits for in-flight requests up to shutdown_timeout
     log.info("stopped")
     flush_logs()
+
+
+async def _close_store(app: web.Application) -> None:
+    await close_store(app[STORE])
 
 
 def _host_for_url(host: str) -> str:

@@ -65,25 +65,65 @@ def needs_persistence(config: Config) -> bool:
     return any(route.auth.grant in PERSISTENT_GRANTS for route in config.routes.values())
 
 
-def build_store(config: Config) -> TokenStore:
-    """The store `config.store` asks for; `auto` is a file when a refresh token must persist.
+def build_store(config: Config, *, serving: bool = False, processes: int = 1) -> TokenStore:
+    """The store `config.store` asks for; `auto` is a file when tokens must persist or be shared.
 
-    A file that exists but cannot be read (corrupt, wrong key) is a ConfigError naming what to
-    fix, raised now rather than on the first request, and the file is left as it is.
+    `serving`: for a long-running proxy (a Redis outage then falls back to this process's copies
+    instead of failing); `processes`: how many worker processes will share the store (`auto` then
+    picks a file, and memory is refused for refresh-token grants: each process would use the same
+    rotating refresh token). A file that exists but cannot be read (corrupt, wrong key) is a
+    ConfigError naming what to fix, raised now rather than on the first request, and the file is
+    left as it is.
     """
-    from authproxy.stores.file import FileStore, StoreFileError, default_path
     from authproxy.stores.memory import MemoryStore
 
     settings = config.store
     kind = settings.kind
     if kind == "auto":
-        kind = "file" if needs_persistence(config) else "memory"
+        kind = "file" if needs_persistence(config) or processes > 1 else "memory"
     if kind == "memory":
+        if processes > 1 and needs_persistence(config):
+            raise ConfigError(
+                [
+                    (
+                        "store.kind",
+                        f"memory with {processes} worker processes: each would use the same refresh token, and "
+                        "a rotating one is revoked on reuse; use file (one machine) or redis",
+                    )
+                ]
+            )
         return MemoryStore()
     if kind == "redis":
-        raise ConfigError(
-            [("store.kind", "the redis store is not available in this version; use file (shared on one machine)")]
-        )
+        return _redis_store(config, serving)
+    return _file_store(config)
+
+
+def _redis_store(config: Config, serving: bool) -> TokenStore:
+    from authproxy.stores.redis import INSTALL_HINT, Redis, RedisStore, check_url
+
+    settings = config.store
+    problems = []
+    if not settings.url:
+        problems.append(("store.kind", "redis needs store.url (or url_file), e.g. redis://127.0.0.1:6379/0"))
+    elif (why := check_url(settings.url)) is not None:
+        problems.append(("store.url", why))
+    for name in ("path", "encryption_key"):
+        if getattr(settings, name) is not None:
+            problems.append((f"store.{name}", "applies to the file store only; remove it with kind: redis"))
+    if settings.lock_ttl <= 0:
+        problems.append(("store.lock_ttl", "must be a positive number of seconds"))
+    if Redis is None:
+        problems.append(("store.kind", f"the redis store needs the redis package; {INSTALL_HINT}"))
+    if problems:
+        raise ConfigError(problems)
+    assert settings.url is not None
+    return RedisStore(settings.url, key_prefix=settings.key_prefix, lock_ttl=settings.lock_ttl, fallback=serving)
+
+
+def _file_store(config: Config) -> TokenStore:
+    from authproxy.stores.file import FileStore, StoreFileError, default_path
+
+    settings = config.store
     path = settings.path or default_path()
     try:
         store = FileStore(path, encryption_key=settings.encryption_key, private_dir=settings.path is None)
@@ -100,4 +140,35 @@ def build_store(config: Config) -> TokenStore:
     return store
 
 
-__all__ = ["LockingTokenStore", "TokenStore", "build_store", "needs_persistence", "store_lock"]
+@runtime_checkable
+class ReportingStore(Protocol):
+    """A store whose backend can be unavailable (redis) reports its state."""
+
+    def status(self) -> dict[str, object]: ...
+
+
+def store_status(store: TokenStore) -> dict[str, object]:
+    """For /-/status and /-/ready: the store's kind and whether it is reachable (never a secret)."""
+    if isinstance(store, ReportingStore):
+        return store.status()
+    kind = type(store).__name__.removesuffix("Store").lower()
+    return {"kind": kind, "state": "ok"}
+
+
+async def close_store(store: TokenStore) -> None:
+    """Release the store's connections (redis); a no-op for stores without any."""
+    close = getattr(store, "aclose", None)
+    if close is not None:
+        await close()
+
+
+__all__ = [
+    "LockingTokenStore",
+    "ReportingStore",
+    "TokenStore",
+    "build_store",
+    "close_store",
+    "needs_persistence",
+    "store_lock",
+    "store_status",
+]

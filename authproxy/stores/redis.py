@@ -1,0 +1,382 @@
+"""The Redis store: tokens shared by every proxy process that points at the same Redis.
+
+`{prefix}token:{key}` holds a token as JSON. `{prefix}lock:{key}` is the refresh lock: SET NX PX
+with a random owner value, extended by its holder while it works, released (compare-and-delete
+in Lua) only by its owner, and expiring `lock_ttl` after a holder dies. Waiters poll it every
+LOCK_POLL seconds: a refresh happens about once per token lifetime, so polling costs nothing and,
+unlike pub/sub, cannot miss a release. After the wait the credential re-reads the store and adopts
+the token the holder saved, so a rotating refresh token is used once.
+
+When Redis is unavailable, a store built with `fallback=True` (a serving proxy) keeps working from
+this process's own copies: loads return the last token it saw, saves are kept and written back when
+Redis returns (unless Redis holds a newer one), and the lock is only the in-process one, with a
+warning, because two processes may then refresh at once. A monitor task pings Redis and reconnects
+with backoff; `status()` feeds /-/ready and /-/status. Without fallback (CLI commands) every
+failure raises `StoreUnavailable`. Log lines name host:port, never the URL (it may hold a password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import structlog
+
+from authproxy.clock import Clock, SystemClock
+from authproxy.tokens import Token, token_entry, token_from_entry
+
+try:  # the `redis` extra
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+except ImportError:  # pragma: no cover - checked by build_store
+    Redis = None  # type: ignore[assignment,misc]
+
+log = structlog.get_logger("authproxy.stores")
+
+T = TypeVar("T")
+SCHEMES = ("redis", "rediss", "unix")
+INSTALL_HINT = "install the redis extra: pip install 'authproxy[redis]'"
+LOCK_POLL = 0.05  # seconds between attempts to take a lock another process holds
+HEALTH_INTERVAL = 2.0  # seconds between pings while Redis is up (so /-/status notices an outage)
+RECONNECT_INITIAL, RECONNECT_CAP = 0.1, 5.0  # reconnect backoff while Redis is down
+CONNECT_TIMEOUT, COMMAND_TIMEOUT = 2.0, 5.0
+
+# KEYS[1] lock key; ARGV[1] owner [, ARGV[2] ttl ms]: only the owner may release or extend.
+RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+# KEYS[1] token key; ARGV[1] entry JSON, ARGV[2] its obtained_at: write back unless Redis has a newer token.
+WRITE_BACK = """
+local current = redis.call('get', KEYS[1])
+if current then
+  local ok, entry = pcall(cjson.decode, current)
+  if ok and type(entry) == 'table' and tonumber(entry['obtained_at']) and
+     tonumber(entry['obtained_at']) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('set', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class StoreUnavailable(OSError):
+    """Redis could not be reached or failed a command; never carries the URL."""
+
+
+def check_url(url: str) -> str | None:
+    """What is wrong with a Redis URL (without repeating it: it may hold a password), or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return "not a URL; write e.g. redis://127.0.0.1:6379/0"
+    if parts.scheme not in SCHEMES:
+        return "must start with redis://, rediss:// (TLS) or unix://; e.g. redis://127.0.0.1:6379/0"
+    if parts.scheme != "unix" and not parts.hostname:
+        return "names no host; write e.g. redis://127.0.0.1:6379/0"
+    return None
+
+
+def address(url: str) -> str:
+    """host:port/db or the socket path: enough to say where, never the user or password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
+
+
+class RedisStore:
+    """Tokens in Redis, a cross-process refresh lock, and a local fallback during outages."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "authproxy:",
+        lock_ttl: float = 10.0,
+        fallback: bool = False,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if Redis is None:
+            raise ValueError(f"the redis store needs the redis package; {INSTALL_HINT}")
+        self._url, self.prefix, self.lock_ttl, self._fallback = url, key_prefix, lock_ttl, fallback
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._key_locks: dict[str, asyncio.Lock] = {}
+        self._local: dict[str, Token | None] = {}  # what this process last saw or saved, per key
+        self._dirty: set[str] = set()  # saved while Redis was down: write back when it returns
+        self._up: bool | None = None  # None: not contacted yet
+        self._since: float | None = None  # clock.now() of the last change of `_up`
+        self._error: str | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._down = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({address(self._url)!r}, prefix={self.prefix!r})"
+
+    # -- TokenStore --------------------------------------------------------------------------------
+
+    async def load(self, key: str) -> Token | None:
+        try:
+            raw = await self._call(lambda r: r.get(self._token_key(key)))
+        except StoreUnavailable:
+            if not self._fallback:
+                raise
+            return self._local.get(key)
+        token = None if raw is None else _decode(key, raw)
+        self._local[key] = token
+        return token
+
+    async def save(self, key: str, token: Token) -> None:
+        self._local[key] = token
+        try:
+            await self._call(lambda r: r.set(self._token_key(key), _encode(token)))
+        except StoreUnavailable:
+            if not self._fallback:
+                raise
+            self._dirty.add(key)
+            log.warning(
+                "token_store_unavailable",
+                op="save",
+                key=key,
+                detail="kept in this process; written to Redis when it is back",
+            )
+            return
+        self._dirty.discard(key)
+
+    async def delete(self, key: str) -> None:
+        """Raises StoreUnavailable even with fallback: a logout must not seem to succeed."""
+        await self._call(lambda r: r.delete(self._token_key(key)), fallback=False)
+        self._local.pop(key, None)
+        self._dirty.discard(key)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        """Serialise fetches for `key` within this process and across every process on this Redis."""
+        async with self._key_locks.setdefault(key, asyncio.Lock()):
+            owner = await self._acquire(key)
+            keeper = None if owner is None else asyncio.ensure_future(self._keep(key, owner))
+            try:
+                yield
+            finally:
+                if keeper is not None:
+                    keeper.cancel()
+                    await asyncio.gather(keeper, return_exceptions=True)
+                    with contextlib.suppress(StoreUnavailable):  # it expires on its own
+                        await self._call(lambda _r: self._script(RELEASE)(keys=[self._lock_key(key)], args=[owner]))
+
+    # -- extras ------------------------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        """Stored keys, never the tokens (tests and diagnostics: a blocking call, not for the request path)."""
+        from redis import Redis as BlockingRedis
+
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + "token:*"
+        start = len(self._token_key(""))
+        with BlockingRedis.from_url(self._url, socket_connect_timeout=CONNECT_TIMEOUT) as client:
+            return sorted(name.decode()[start:] for name in client.scan_iter(match=pattern))
+
+    def status(self) -> dict[str, object]:
+        """For /-/ready and /-/status: reachability only, never the URL, a key or a token."""
+        self._ensure_monitor()
+        state = "unknown" if self._up is None else "ok" if self._up else "unavailable"
+        return {
+            "kind": "redis",
+            "state": state,
+            "since": self._since,
+            "error": None if self._up else self._error,
+            "pending_writes": len(self._dirty),
+        }
+
+    async def aclose(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.cancel()
+            await asyncio.gather(monitor, return_exceptions=True)
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _token_key(self, key: str) -> str:
+        return f"{self.prefix}token:{key}"
+
+    def _lock_key(self, key: str) -> str:
+        return f"{self.prefix}lock:{key}"
+
+    def _redis(self) -> Any:
+        if self._client is None:  # created inside the running loop, on first use
+            self._client = Redis.from_url(
+                self._url,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                socket_timeout=COMMAND_TIMEOUT,
+                retry=Retry(NoBackoff(), 1),  # one quick retry: a pooled connection may predate a restart
+            )
+        return self._client
+
+    def _script(self, source: str) -> Any:
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._redis().register_script(source)
+        return script
+
+    async def _call(self, command: Callable[[Any], Awaitable[T]], *, fallback: bool | None = None) -> T:
+        """Run one command; StoreUnavailable on failure (at once, without I/O, while known to be down)."""
+        self._ensure_monitor()
+        if (self._fallback if fallback is None else fallback) and self._up is False:
+            raise StoreUnavailable(f"Redis at {address(self._url)} is unavailable ({self._error})")
+        try:
+            result = await command(self._redis())
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+            raise StoreUnavailable(f"Redis at {address(self._url)} failed: {type(exc).__name__}") from None
+        if self._up is None:
+            self._mark_up()
+        return result
+
+    def _mark_down(self, exc: BaseException) -> None:
+        self._error = type(exc).__name__
+        if self._up is not False:
+            self._up, self._since = False, self._clock.now()
+            log.warning(
+                "token_store_unavailable",
+                address=address(self._url),
+                error=self._error,
+                detail="serving cached tokens; refreshing without the shared lock until Redis is back"
+                if self._fallback
+                else "the Redis token store cannot be reached",
+            )
+        self._down.set()
+
+    def _mark_up(self) -> None:
+        was_down = self._up is False
+        self._up, self._since, self._error = True, self._clock.now(), None
+        if was_down:
+            log.info("token_store_reconnected", address=address(self._url))
+
+    def _ensure_monitor(self) -> None:
+        """Start the ping/reconnect task once a loop runs (only a long-lived, serving store has one)."""
+        if not self._fallback or (self._monitor is not None and not self._monitor.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._monitor = loop.create_task(self._watch(), name="redis-store-monitor")
+
+    async def _watch(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if self._up is not False:
+                    await self._wait_down(HEALTH_INTERVAL)
+                else:
+                    failures += 1
+                    delay = min(RECONNECT_CAP, RECONNECT_INITIAL * 2 ** min(failures - 1, 16))
+                    await self._clock.sleep(delay * (1.0 - 0.2 * self._rng.random()))
+                await self._probe()
+                if self._up:
+                    failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # background-task guard: log, pause, keep going
+                log.exception("token_store_monitor_error")
+                await self._clock.sleep(RECONNECT_CAP)
+
+    async def _wait_down(self, delay: float) -> None:
+        """Until `delay` passes or a command finds Redis down."""
+        self._down.clear()
+        if self._up is False:
+            return
+        waiter = asyncio.ensure_future(self._down.wait())
+        timer = asyncio.ensure_future(self._clock.sleep(delay))
+        try:
+            await asyncio.wait([waiter, timer], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            timer.cancel()
+
+    async def _probe(self) -> None:
+        """PING; after an outage, write back what was saved meanwhile before trusting Redis again."""
+        try:
+            await self._redis().ping()
+            for key in sorted(self._dirty):
+                token = self._local.get(key)
+                if token is not None:
+                    written = await self._script(WRITE_BACK)(
+                        keys=[self._token_key(key)], args=[_encode(token), token.obtained_at or 0]
+                    )
+                    log.info("token_store_written_back", key=key, written=bool(written))
+                self._dirty.discard(key)
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+            return
+        if not self._up:
+            self._mark_up()
+
+    async def _acquire(self, key: str) -> str | None:
+        """Take the shared lock (None: Redis is down and this store falls back to the local lock)."""
+        owner = secrets.token_hex(16)
+        ttl_ms = max(1, round(self.lock_ttl * 1000))
+        waited = False
+        while True:
+            try:
+                taken = await self._call(lambda r: r.set(self._lock_key(key), owner, nx=True, px=ttl_ms))
+            except StoreUnavailable:
+                if not self._fallback:
+                    raise
+                log.warning(
+                    "token_store_unavailable",
+                    op="lock",
+                    key=key,
+                    detail="refreshing without the shared lock: another process may refresh at the same time",
+                )
+                return None
+            if taken:
+                if waited:
+                    log.info("token_lock_acquired", key=key)
+                return owner
+            if not waited:
+                waited = True
+                log.info("token_lock_wait", key=key, detail="another process is refreshing; waiting for its token")
+            await self._clock.sleep(LOCK_POLL)
+
+    async def _keep(self, key: str, owner: str) -> None:
+        """Extend the lock while its holder works, so only a dead holder's lock expires."""
+        ttl_ms = max(1, round(self.lock_ttl * 1000))
+        while True:
+            await self._clock.sleep(self.lock_ttl / 3)
+            try:
+                kept = await self._call(
+                    lambda _r: self._script(EXTEND)(keys=[self._lock_key(key)], args=[owner, ttl_ms])
+                )
+            except StoreUnavailable:
+                continue
+            if not kept:
+                log.warning("token_lock_lost", key=key, detail="the refresh lock expired while held")
+                return
+
+
+def _encode(token: Token) -> str:
+    return json.dumps(token_entry(token))
+
+
+def _decode(key: str, raw: bytes) -> Token:
+    """The token in `raw`; StoreUnavailable (not a crash) for an entry someone else wrote."""
+    try:
+        return token_from_entry(json.loads(raw))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise StoreUnavailable(f"the Redis entry for {key!r} is not a token written by authproxy") from None
