@@ -24,6 +24,18 @@ class Clock(Protocol):
         """Wait `seconds`; cancellable."""
 
 
+async def wait_event(clock: Clock, event: asyncio.Event, timeout: float) -> bool:
+    """Until `event` is set (True) or `timeout` seconds pass on `clock` (False)."""
+    waiter = asyncio.ensure_future(event.wait())
+    timer = asyncio.ensure_future(clock.sleep(timeout))
+    try:
+        await asyncio.wait([waiter, timer], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        timer.cancel()
+    return event.is_set()
+
+
 class SystemClock:
     """The real clock."""
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, wait_event
 from .config_schema import Config
 from .logging import flush_logs
 from .server import serve
@@ -172,14 +172,7 @@ class Supervisor:
         worker.restarts = 0 if uptime >= STABLE_AFTER else worker.restarts + 1
         delay = min(RESTART_CAP, RESTART_INITIAL * 2 ** max(0, worker.restarts - 1)) if worker.restarts else 0.0
         log.error("worker_exited", worker=worker.index, exit_code=code, restart_in=delay)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        timer = asyncio.ensure_future(self._clock.sleep(delay))
-        try:
-            await asyncio.wait([stop, timer], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            timer.cancel()
-        if not self._stopping.is_set():
+        if not await wait_event(self._clock, self._stopping, delay):
             await self._start(worker)
             self._changed.set()
         return True

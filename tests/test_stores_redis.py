@@ -11,7 +11,6 @@ import pytest
 import redis
 
 from authproxy.clock import FakeClock
-from authproxy.config import parse_config
 from authproxy.errors import ConfigError
 from authproxy.stores import build_store, store_status
 from authproxy.stores.file import FileStore
@@ -19,6 +18,7 @@ from authproxy.stores.redis import RECONNECT_CAP, RedisStore, StoreUnavailable
 from authproxy.tokens import Token
 from tests.conftest import LogCapture, wait_until
 from tests.fakes.redis_server import RedisServer, free_port, needs_redis, running_redis
+from tests.test_stores_file import config
 
 pytestmark = needs_redis
 PASSWORD = "SENTINEL-REDIS-PW"
@@ -127,15 +127,6 @@ async def test_status_and_repr_never_show_the_url(handles: list[RedisStore]) -> 
     assert repr(store).startswith("RedisStore('127.0.0.1:") and PASSWORD not in repr(store)
     assert await store.load("route:a") is None  # unreachable: nothing known locally
     assert PASSWORD not in str(store.status())
-
-
-def config(store: str, grant: str = "authorization_code") -> object:
-    auth = {
-        "authorization_code": "{grant: authorization_code, token_url: /t, authorize_url: /a, client_id: c, "
-        "client_secret: s}",
-        "client_credentials": "{grant: client_credentials, token_url: /t, client_id: c, client_secret: s}",
-    }[grant]
-    return parse_config(f"store: {store}\nroutes:\n  api: {{upstream: 'http://127.0.0.1:9', auth: {auth}}}\n", env={})
 
 
 def problems(store: str, **kwargs: object) -> list[tuple[str, str]]:

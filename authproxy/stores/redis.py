@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from authproxy.clock import Clock, SystemClock
+from authproxy.clock import Clock, SystemClock, wait_event
 from authproxy.tokens import Token, token_entry, token_from_entry
 
 try:  # the `redis` extra
@@ -301,13 +301,7 @@ class RedisStore:
         self._down.clear()
         if self._up is False:
             return
-        waiter = asyncio.ensure_future(self._down.wait())
-        timer = asyncio.ensure_future(self._clock.sleep(delay))
-        try:
-            await asyncio.wait([waiter, timer], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            timer.cancel()
+        await wait_event(self._clock, self._down, delay)
 
     async def _probe(self) -> None:
         """PING; after an outage, write back what was saved meanwhile before trusting Redis again."""
