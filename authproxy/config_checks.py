@@ -15,6 +15,7 @@ from yarl import URL
 
 from .config_schema import AuthConfig, Config, RouteConfig, split_listen
 
+_USERINFO = re.compile(r"//[^/?#]*@")
 _PREFIX = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$")
 
 
@@ -178,7 +179,8 @@ def check_url(value: str, path: str, problems: Problems, relative_ok: bool = Fal
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host:
         extra = " or a path like /oauth/token" if relative_ok else ""
-        problems.add(path, f"{value!r} is not an http(s) URL; write e.g. https://api.example.com{extra}")
+        shown = _USERINFO.sub("//[redacted]@", value)  # a password in a URL is still a password
+        problems.add(path, f"{shown!r} is not an http(s) URL; write e.g. https://api.example.com{extra}")
         return None
     if url.query_string or url.fragment:
         problems.add(path, "must not carry a query string or fragment")

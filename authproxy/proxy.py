@@ -114,6 +114,8 @@ class ProxyHandler:
                 err.route = route.name
             exchange.status = err.status
             exchange.error = err.code
+            if isinstance(err, ClientTooSlow):
+                return await hang_up_after(request, error_response(err, request_id))
             return error_response(err, request_id)
         except asyncio.CancelledError:
             exchange.status = 499  # the client went away; its upstream request is cancelled with it
@@ -307,6 +309,19 @@ def upstream_failure(exc: BaseException, route: Route) -> AuthProxyError:
         reason = exc.os_error.strerror or type(exc.os_error).__name__
         return UpstreamUnreachable(f"cannot connect to the upstream {route.origin}: {reason}", route=route.name)
     return UpstreamError(f"the upstream broke the exchange before answering ({type(exc).__name__})", route=route.name)
+
+
+async def hang_up_after(request: web.Request, response: web.Response) -> web.Response:
+    """Send `response`, then close the connection at once.
+
+    For a client too slow to finish its body: aiohttp would otherwise linger up to 10 s reading
+    the rest of it before closing. Closing the transport still flushes what was written.
+    """
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 def error_response(err: AuthProxyError, request_id: str) -> web.Response:

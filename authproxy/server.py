@@ -12,6 +12,7 @@ from aiohttp import web
 from .app_keys import RUNTIME, STORE
 from .config_checks import is_loopback
 from .config_schema import split_listen
+from .listener import JsonErrorRunner
 from .logging import flush_logs
 from .reload import reload_config
 from .stores import close_store
@@ -32,7 +33,7 @@ async def start_server(
     config = app[RUNTIME].config
     if not app.frozen:
         app.on_cleanup.append(_close_store)
-    runner = web.AppRunner(
+    runner = JsonErrorRunner(
         app,
         handler_cancellation=True,
         access_log=None,
