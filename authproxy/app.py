@@ -28,6 +28,7 @@ from .metrics import Stats
 from .proxy import ProxyHandler, error_response
 from .routing import Route, Router
 from .stores import TokenStore, build_store
+from .upstream import UpstreamPool
 
 ADMIN_PREFIX = "/-/"
 LOGIN_PREFIX = "/-/login/"  # browser navigations (the provider redirects back here); state-protected
@@ -106,7 +107,7 @@ def build_app(
 
 
 def upstream_session() -> aiohttp.ClientSession:
-    """One pooled session for all upstream traffic: bytes pass through untouched."""
+    """aiohttp's client for websocket upstreams (plain requests go through `upstream.UpstreamPool`)."""
     connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=60, enable_cleanup_closed=True)
     return aiohttp.ClientSession(
         connector=connector,
@@ -128,9 +129,11 @@ def token_session() -> aiohttp.ClientSession:
 
 async def _sessions(app: web.Application) -> AsyncIterator[None]:
     proxy = app[PROXY]
+    proxy.upstream = UpstreamPool(limit=512, idle_timeout=60.0)
     proxy.session = upstream_session()
     app[TOKEN_SESSION] = token_session()
     yield
+    await proxy.upstream.close()
     await proxy.session.close()
     await app[TOKEN_SESSION].close()
 

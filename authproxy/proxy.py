@@ -14,7 +14,6 @@ import aiohttp
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from .access import Gatekeeper
 from .bodies import LimitedBody, read_body, too_large
@@ -34,12 +33,18 @@ from .headers import REQUEST_ID, request_id_from, response_headers, rewrite_loca
 from .logging import access_logger
 from .metrics import UNMATCHED, Stats
 from .routing import Route, Router
+from .upstream import (
+    UnsafeHeaderError,
+    UpstreamBrokenError,
+    UpstreamConnectError,
+    UpstreamPool,
+    UpstreamResponse,
+)
 from .websocket import is_websocket_upgrade, proxy_websocket
 
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
 REFUSED_METHODS = frozenset(("CONNECT", "TRACE"))
 NO_BODY_STATUS = frozenset((204, 304))
-READ_CHUNK = 256 * 1024
 
 log = structlog.get_logger("authproxy.proxy")
 
@@ -72,7 +77,8 @@ class ProxyHandler:
         self.stats = stats
         # Taken from the logging setup when the app is built; None when info lines are off.
         self.access_log = access_logger() if access_log else None
-        self.session: aiohttp.ClientSession | None = None
+        self.session: aiohttp.ClientSession | None = None  # websockets
+        self.upstream: UpstreamPool | None = None  # every other request
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         clock = self.clock
@@ -104,11 +110,12 @@ class ProxyHandler:
                 )
             stats.in_flight += 1
             counted = True
-            url = route.upstream_url(remainder, query)
             if is_websocket_upgrade(request):
-                assert self.session is not None, "the app's startup creates the upstream session"
+                assert self.session is not None, "the app's startup creates the websocket session"
+                url = route.upstream_url(remainder, query)
                 return await proxy_websocket(request, route, url, request_id, self.session, exchange, clock)
-            return await self._forward(request, route, url, request_id, exchange, key_in_authorization)
+            target = route.upstream_target(remainder, query)
+            return await self._forward(request, route, target, request_id, exchange, key_in_authorization)
         except AuthProxyError as err:
             if err.route is None and route is not None:
                 err.route = route.name
@@ -162,7 +169,7 @@ class ProxyHandler:
         self,
         request: web.Request,
         route: Route,
-        url: URL,
+        target: str,
         request_id: str,
         exchange: Exchange,
         key_in_authorization: bool = False,
@@ -185,7 +192,7 @@ class ProxyHandler:
             token = await credential.current()
             headers.update(credential.headers(token))
         exchange.sent_at = self.clock.monotonic()
-        upstream = await self._send(request.method, url, headers, body, route)
+        upstream = await self._send(request.method, target, headers, body, route)
         try:
             if (
                 credential is not None
@@ -198,7 +205,7 @@ class ProxyHandler:
                     upstream.release()
                     exchange.retried = True
                     headers.update(credential.headers(fresh))
-                    upstream = await self._send(request.method, url, headers, body, route)
+                    upstream = await self._send(request.method, target, headers, body, route)
             exchange.headers_at = self.clock.monotonic()
             exchange.status = upstream.status
             return await self._stream_back(request, upstream, route, request_id, exchange)
@@ -223,18 +230,25 @@ class ProxyHandler:
             return await read_body(request.content, length, limits.client_timeout), True
         return LimitedBody(request.content, limits.max_body, limits.client_timeout), False
 
-    def _should_retry(self, upstream: aiohttp.ClientResponse, route: Route, method: str) -> bool:
+    def _should_retry(self, upstream: UpstreamResponse, route: Route, method: str) -> bool:
         return should_retry(upstream.status, upstream.headers.get("WWW-Authenticate", ""), route, method)
 
     async def _send(
-        self, method: str, url: URL, headers: CIMultiDict[str], body: Any, route: Route
-    ) -> aiohttp.ClientResponse:
-        assert self.session is not None, "the app's startup creates the upstream session"
+        self, method: str, target: str, headers: CIMultiDict[str], body: Any, route: Route
+    ) -> UpstreamResponse:
+        assert self.upstream is not None, "the app's startup creates the upstream pool"
+        config = route.config
         try:
-            return await self.session.request(
-                method, url, headers=headers, data=body, allow_redirects=False, timeout=route.timeout, ssl=route.ssl
+            return await self.upstream.request(
+                route.endpoint,
+                method,
+                target,
+                headers,
+                body,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.read_timeout,
             )
-        except (TimeoutError, aiohttp.ClientError, AuthProxyError) as exc:
+        except (TimeoutError, OSError, UnsafeHeaderError, AuthProxyError) as exc:
             if isinstance(body, LimitedBody) and body.error is not None:
                 raise body.error from None  # the client's body broke a limit, not the upstream
             if isinstance(exc, AuthProxyError):
@@ -244,7 +258,7 @@ class ProxyHandler:
     async def _stream_back(
         self,
         request: web.Request,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         route: Route,
         request_id: str,
         exchange: Exchange,
@@ -268,10 +282,10 @@ class ProxyHandler:
             return response
         written = 0
         try:
-            async for chunk in upstream.content.iter_chunked(READ_CHUNK):
+            async for chunk in upstream.chunks():
                 await response.write(chunk)
                 written += len(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamBrokenError, TimeoutError, AuthProxyError) as exc:
             # Headers are gone already: the only honest signal left is a broken connection,
             # never a clean but short body.
             exchange.bytes = written
@@ -305,9 +319,13 @@ def upstream_failure(exc: BaseException, route: Route) -> AuthProxyError:
             f"(connect {route.config.connect_timeout:g} s, read {route.config.read_timeout:g} s)",
             route=route.name,
         )
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, UpstreamConnectError):
+        return UpstreamUnreachable(f"cannot connect to the upstream {route.origin}: {exc.reason}", route=route.name)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # websockets (aiohttp's client)
         reason = exc.os_error.strerror or type(exc.os_error).__name__
         return UpstreamUnreachable(f"cannot connect to the upstream {route.origin}: {reason}", route=route.name)
+    if isinstance(exc, UnsafeHeaderError):
+        return UpstreamError(f"refused to send the request: {exc}", route=route.name)
     return UpstreamError(f"the upstream broke the exchange before answering ({type(exc).__name__})", route=route.name)
 
 

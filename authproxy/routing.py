@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-import aiohttp
 from yarl import URL
 
 from .config_schema import RouteConfig
 from .errors import AbsoluteFormRefused, BadPath, RouteNotFound
 from .headers import route_drop_set
 from .tls import upstream_ssl
+from .upstream import Endpoint
 
 if TYPE_CHECKING:
     from .credentials import Credential
@@ -38,8 +38,8 @@ class Route:
     base_path: str = field(init=False)  # upstream path without trailing "/", still encoded
     inject: dict[str, str] = field(init=False)
     drop: frozenset[str] = field(init=False)
-    timeout: aiohttp.ClientTimeout = field(init=False)
-    ssl: ssl.SSLContext | bool = field(init=False)  # what aiohttp's `ssl=` gets for this upstream
+    ssl: ssl.SSLContext | bool = field(init=False)  # what aiohttp's `ssl=` gets for this upstream (websockets)
+    endpoint: Endpoint = field(init=False)  # where the upstream client connects, with its TLS context
     max_concurrent: int | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,17 +52,20 @@ class Route:
         self.base_path = self.upstream.raw_path.rstrip("/")
         self.inject = dict(cfg.headers)
         self.drop = route_drop_set(cfg.headers, pass_client_auth=cfg.pass_client_auth)
-        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.read_timeout)
         self.ssl = upstream_ssl(cfg.tls, f"routes.{cfg.name}.tls")
+        self.endpoint = Endpoint(self.upstream, self.ssl)
         self.max_concurrent = cfg.max_concurrent
 
-    def upstream_url(self, remainder: str, query: str | None) -> URL:
-        """The upstream URL for the part of the path after the prefix (encoded as received)."""
+    def upstream_target(self, remainder: str, query: str | None) -> str:
+        """The upstream request target (path and query) for the part after the prefix, encoded as received."""
         path = self.base_path + remainder if remainder else (self.base_path or "/")
         if path[0] != "/":  # prefix "/x" with target "/x" and base "" → "/"
             path = "/" + path
-        target = self.origin + path if query is None else f"{self.origin}{path}?{query}"
-        return URL(target, encoded=True)
+        return path if query is None else f"{path}?{query}"
+
+    def upstream_url(self, remainder: str, query: str | None) -> URL:
+        """The same as a URL on the upstream's origin (for websockets)."""
+        return URL(self.origin + self.upstream_target(remainder, query), encoded=True)
 
 
 class Router:

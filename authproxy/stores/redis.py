@@ -167,12 +167,15 @@ class RedisStore:
         """Serialise fetches for `key` within this process and across every process on this Redis."""
         async with self._key_locks.setdefault(key, asyncio.Lock()):
             owner = await self._acquire(key)
-            keeper = None if owner is None else asyncio.ensure_future(self._keep(key, owner))
+            done = asyncio.Event()
+            keeper = None if owner is None else asyncio.ensure_future(self._keep(key, owner, done))
             try:
                 yield
             finally:
                 if keeper is not None:
-                    keeper.cancel()
+                    # Stopped, not cancelled: cancelling redis-py in the middle of a command can leave
+                    # its connection unusable (seen here as a RELEASE that never returned).
+                    done.set()
                     await asyncio.gather(keeper, return_exceptions=True)
                     with contextlib.suppress(StoreUnavailable):  # it expires on its own
                         await self._call(lambda _r: self._script(RELEASE)(keys=[self._lock_key(key)], args=[owner]))
@@ -207,7 +210,10 @@ class RedisStore:
             await asyncio.gather(monitor, return_exceptions=True)
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            # Bounded: the monitor may have been cancelled mid-command, and shutdown must not hang on it.
+            with contextlib.suppress(TimeoutError, RedisError, OSError):
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await client.aclose()
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -348,11 +354,10 @@ class RedisStore:
                 log.info("token_lock_wait", key=key, detail="another process is refreshing; waiting for its token")
             await self._clock.sleep(LOCK_POLL)
 
-    async def _keep(self, key: str, owner: str) -> None:
-        """Extend the lock while its holder works, so only a dead holder's lock expires."""
+    async def _keep(self, key: str, owner: str, done: asyncio.Event) -> None:
+        """Extend the lock while its holder works (until `done`), so only a dead holder's lock expires."""
         ttl_ms = max(1, round(self.lock_ttl * 1000))
-        while True:
-            await self._clock.sleep(self.lock_ttl / 3)
+        while not await wait_event(self._clock, done, self.lock_ttl / 3):
             try:
                 kept = await self._call(
                     lambda _r: self._script(EXTEND)(keys=[self._lock_key(key)], args=[owner, ttl_ms])

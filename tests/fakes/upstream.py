@@ -40,6 +40,7 @@ class Seen:
     headers: CIMultiDict[str]
     body: bytes
     version: tuple[int, int] = (1, 1)
+    peer: object = None  # the proxy's (address, port) for this request: one per upstream connection
 
 
 @dataclass
@@ -80,7 +81,10 @@ class FakeUpstream:
         if "ws" in parts:
             return await self._websocket(request)
         body = await request.read()
-        self.seen.append(Seen(request.method, request.raw_path, CIMultiDict(request.headers), body, request.version))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.seen.append(
+            Seen(request.method, request.raw_path, CIMultiDict(request.headers), body, request.version, peer)
+        )
         for i, part in enumerate(parts):
             arg = parts[i + 1] if i + 1 < len(parts) else ""
             handler = getattr(self, f"_do_{part}", None)
