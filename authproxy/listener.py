@@ -15,6 +15,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from .errors import AuthProxyError, BadRequest
 from .headers import request_id_from
+from .proxy import error_response
 
 
 class JsonErrorHandler(RequestHandler):
@@ -30,8 +31,6 @@ class JsonErrorHandler(RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs; raises if a response was already started
-        from .proxy import error_response  # proxy imports the app's modules; this one is imported by server
-
         response = error_response(own_error(status, exc), request_id_from(request.headers))
         response.force_close()
         return response

@@ -209,6 +209,11 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        response = self._response
+        if response is None or response._done:  # a second answer to one request: the stream cannot be trusted
+            self._abort()
+
     def on_status(self, reason: bytes) -> None:
         self._reason = reason.decode("latin-1")
 
@@ -221,7 +226,7 @@ class _Connection(asyncio.Protocol):
             self._interim, self._raw = True, []
             return
         response = self._response
-        if response is None:
+        if response is None or response._done:
             return
         headers = response.headers = CIMultiDict(self._raw)
         self._raw = []
@@ -295,6 +300,8 @@ class _Connection(asyncio.Protocol):
             async for chunk in body:
                 if self.transport is None:
                     return
+                if not chunk:  # an empty chunk would end a chunked body early
+                    continue
                 self.transport.writelines((chunk,) if sized else (b"%x\r\n" % len(chunk), chunk, b"\r\n"))
                 if self._writing_paused:
                     await self._drained()
@@ -303,7 +310,11 @@ class _Connection(asyncio.Protocol):
         except (UpstreamBrokenError, UpstreamTimeoutError) as exc:
             self._fail(exc)
             return
-        except Exception as exc:  # the client's side failed (limits, a cut body): the request is void
+        except OSError as exc:  # the client's side broke (it hung up mid-body): the request is void
+            why = f"the request body could not be read from the client ({type(exc).__name__})"
+            self._fail(UpstreamBrokenError(why))
+            return
+        except Exception as exc:  # the client's body broke a limit (the proxy reports that error itself)
             self._fail(exc)
             return
         self._start_timer()
