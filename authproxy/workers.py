@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
+from .app_keys import PROXY
 from .clock import Clock, SystemClock, wait_event
 from .config_schema import Config
-from .logging import flush_logs
+from .logging import access_logger, flush_logs
 from .server import serve
 
 log = structlog.get_logger("authproxy.workers")
@@ -226,6 +227,9 @@ def supervise(args: argparse.Namespace, config: Config, host: str, port: int) ->
 async def run_worker(app: web.Application, host: str, port: int, index: int, fd: int) -> None:
     """One worker: serve with SO_REUSEPORT, say `ready` on the channel, stop when the supervisor is gone."""
     structlog.configure(processors=[_add_worker(index), *structlog.get_config()["processors"]])
+    proxy = app[PROXY]
+    if proxy.access_log is not None:  # its fast path skips the processors: name the worker there too
+        proxy.access_log = access_logger(fields={"worker": index})
     channel = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_connection(sock=channel)
     stop = asyncio.Event()

@@ -63,6 +63,8 @@ async def test_workers_share_the_port_and_all_drain_on_sigterm(tmp_path: Path, u
         assert await stop_proxy(supervisor) == 0
         assert supervisor.count("stopped") == 3  # both workers, then the supervisor
         assert supervisor.events[-1]["exit_codes"] == [0, 0]
+        access = [e for e in supervisor.events if e.get("event") == "request" and e.get("path") == "/api/auth/x"]
+        assert len(access) == 60 and {e.get("worker") for e in access} == {0, 1}  # each line names its worker
 
 
 async def test_a_dead_worker_is_restarted_and_workers_exit_with_their_supervisor(
