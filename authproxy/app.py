@@ -47,7 +47,11 @@ def listener_middleware(proxy: ProxyHandler, runtime: Runtime) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # The router matches the decoded, normalised path (`/%2D/status`, `/x/../-/status` and absolute-form
+        # targets reach /-/ handlers): admin checks must see what the router sees, not only the raw target.
         path = request.raw_path
+        if not path.startswith(ADMIN_PREFIX) and request.path.startswith(ADMIN_PREFIX):
+            path = request.path
         admin_path = path.startswith(ADMIN_PREFIX)
         if runtime.admin_port is not None:
             sockname = request.transport.get_extra_info("sockname") if request.transport else None
@@ -154,9 +158,9 @@ async def _credentials(app: web.Application) -> AsyncIterator[None]:
         await credential.close()
 
 
-def make_credential(app: web.Application, route: Route) -> Credential | None:
-    """Build (and start renewing) the route's credential with the app's shared parts."""
+def make_credential(app: web.Application, route: Route, *, start: bool = True) -> Credential | None:
+    """Build the route's credential with the app's shared parts (and start renewing it, unless `start` is False)."""
     credential = build_credential(route.config, http=app[TOKEN_SESSION], store=app[STORE], clock=app[CLOCK])
-    if credential is not None:
+    if credential is not None and start:
         credential.start()
     return credential

@@ -60,13 +60,13 @@ class Redactor:
     """Masks secrets in log event dicts; `add` registers literal secret values."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._values: set[str] = set()
+        self._values: list[str] = []  # longest first: a secret that contains another is masked whole
         self.add(*secrets)
 
     def add(self, *values: str | None) -> None:
-        for value in values:
-            if value and len(value) >= 4:  # masking tiny strings would garble ordinary text
-                self._values.add(value)
+        known = set(self._values)
+        known.update(value for value in values if value and len(value) >= 4)  # tiny strings: ordinary text
+        self._values = sorted(known, key=len, reverse=True)
 
     def text(self, value: str) -> str:
         for secret in self._values:

@@ -148,7 +148,11 @@ async def run_login(
             "expires; check that auth.scope asks for one (StockX: offline_access)",
             file=out,
         )
-    print("A running proxy uses the new login on its next request; no restart needed.", file=out)
+    print(
+        "A running proxy uses the new login at once if the route was waiting for one, else at its next token "
+        "renewal; no restart needed.",
+        file=out,
+    )
     return 0
 
 

@@ -74,10 +74,11 @@ def pkce_pair() -> tuple[str, str]:
 def check_login_route(route: RouteConfig) -> None:
     """Raise LoginError unless `route` can log in through a browser."""
     auth, where = route.auth, f"routes.{route.name}.auth"
-    if auth.grant != "authorization_code":
+    if auth.grant not in ("authorization_code", "refresh_token"):  # both renew from the refresh token saved
         raise LoginError(
-            f"route {route.name!r} uses grant {auth.grant}; only authorization_code routes log in through "
-            f"a browser (set {where}.grant: authorization_code, or use a preset such as stockx)",
+            f"route {route.name!r} uses grant {auth.grant}; only authorization_code routes (and refresh_token routes "
+            f"with an authorize_url) log in through a browser (set {where}.grant: authorization_code, or use a "
+            "preset such as stockx)",
             route=route.name,
         )
     for key in ("authorize_url", "token_url", "client_id"):

@@ -113,7 +113,9 @@ class ProxyHandler:
             if is_websocket_upgrade(request):
                 assert self.session is not None, "the app's startup creates the websocket session"
                 url = route.upstream_url(remainder, query)
-                return await proxy_websocket(request, route, url, request_id, self.session, exchange, clock)
+                return await proxy_websocket(
+                    request, route, url, request_id, self.session, exchange, clock, key_in_authorization
+                )
             target = route.upstream_target(remainder, query)
             return await self._forward(request, route, target, request_id, exchange, key_in_authorization)
         except AuthProxyError as err:
@@ -206,6 +208,8 @@ class ProxyHandler:
                     exchange.retried = True
                     headers.update(credential.headers(fresh))
                     upstream = await self._send(request.method, target, headers, body, route)
+                    if self._should_retry(upstream, route, request.method):
+                        credential.rejected(fresh)  # no renewal per request while the upstream refuses
             exchange.headers_at = self.clock.monotonic()
             exchange.status = upstream.status
             return await self._stream_back(request, upstream, route, request_id, exchange)

@@ -68,24 +68,33 @@ async def reload_config(app: web.Application) -> ReloadResult:
     try:
         config = load_config(runtime.config_path)
         old = runtime.router.by_name
-        routes, built = [], []
+        routes, built, stale_keys = [], [], []
         try:
-            for cfg in config.routes.values():
+            for cfg in config.routes.values():  # build everything first: nothing starts or is deleted yet
                 route = Route(cfg)
                 previous = old.get(cfg.name)
                 if previous is not None and previous.config.auth == cfg.auth:
                     route.credential = previous.credential
                 else:
                     if previous is not None and identity_fields(previous.config.auth) != identity_fields(cfg.auth):
-                        await app[STORE].delete(store_key(cfg.name))  # a token for another client or scope
-                    route.credential = make_credential(app, route)
+                        stale_keys.append(store_key(cfg.name))  # a token for another client or scope
+                    route.credential = make_credential(app, route, start=False)
                     if route.credential is not None:
                         built.append(route.credential)
                 routes.append(route)
-        except ConfigError:
+            for key in stale_keys:
+                await app[STORE].delete(key)
+        except BaseException:  # a bad config, or the store failing: none of the new credentials may linger
             for credential in built:
                 await credential.close()
             raise
+        for credential in built:
+            credential.start()
+    except OSError as exc:  # the store could not drop a token that belongs to the old client
+        log.error("reload_failed", error=type(exc).__name__, detail="the token store failed")
+        return ReloadResult(
+            503, message=f"the token store failed ({type(exc).__name__}); the running config stays in place"
+        )
     except ConfigError as err:
         log.error("reload_failed", problems=[f"{p}: {m}" for p, m in err.problems])
         return ReloadResult(

@@ -109,7 +109,8 @@ def _climbs_out(remainder: str) -> bool:
     """True when dot-segments in the (encoded) remainder would go above the route's base.
 
     Each segment is percent-decoded (repeatedly, so double-encoding cannot hide `..`), and
-    decoded `/` or `\\` split it further, since some upstreams decode those too.
+    decoded `/` or `\\` split it further, since some upstreams decode those too; `;params` are
+    ignored, as servlet containers ignore them.
     """
     depth = 0
     for segment in remainder.split("/"):
@@ -120,6 +121,7 @@ def _climbs_out(remainder: str) -> bool:
                 break
             decoded = once
         for part in decoded.replace("\\", "/").split("/"):
+            part = part.split(";", 1)[0]  # `..;x` is `..` to Tomcat and Spring (path parameters)
             if part == "..":
                 depth -= 1
                 if depth < 0:

@@ -58,6 +58,7 @@ async def proxy_websocket(
     session: aiohttp.ClientSession,
     exchange: Exchange,
     clock: Clock,
+    key_in_authorization: bool = False,
 ) -> web.StreamResponse:
     from .proxy import should_retry, upstream_failure
 
@@ -73,6 +74,8 @@ async def proxy_websocket(
         host=request.host,
         request_id=request_id,
     )
+    if key_in_authorization:  # a team member's proxy key, even where the route passes the client's Authorization
+        headers.popall("Authorization", None)
     headers.update(route.inject)
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     ws_url = url.with_scheme("wss" if url.scheme == "https" else "ws")

@@ -121,6 +121,30 @@ async def test_admin_endpoints_need_the_admin_key_but_health_is_open(make_proxy,
         assert resp.status == 200
 
 
+@pytest.mark.parametrize(
+    "target", ["/%2D/status", "/%2d/metrics", "/api/../-/status", "http://127.0.0.1/-/status", "/%2D/reload"]
+)
+async def test_admin_endpoints_cannot_be_reached_by_encoding_the_path(make_proxy, upstream, target) -> None:
+    """The router decodes and normalises paths: `/%2D/status` is `/-/status` and needs the admin key too."""
+    proxy = await make_proxy(team_cfg(upstream.url))
+    method = "POST" if target.endswith("reload") else "GET"
+    raw = await raw_exchange(proxy.url, f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    status = int(raw.split(b" ", 2)[1])
+    assert status in (400, 401, 404), raw[:300]
+    assert b'"uptime_s"' not in raw and b"authproxy_requests" not in raw and b'"reloaded"' not in raw
+    assert upstream.seen == []
+
+
+async def test_a_proxy_key_never_reaches_a_websocket_upstream(make_proxy, upstream, client) -> None:
+    config = team_cfg(upstream.url)
+    config["routes"]["api"]["pass_client_auth"] = True  # the client's own Authorization passes, a proxy key never
+    proxy = await make_proxy(config)
+    async with client.ws_connect(proxy.at("/api/ws"), headers={"Authorization": f"Bearer {ALICE}"}) as ws:
+        await ws.send_str("x")
+        await ws.receive()
+    assert "Authorization" not in upstream.seen[-1].headers
+
+
 async def test_team_mode_may_listen_beyond_loopback(make_proxy, upstream) -> None:
     config = team_cfg(upstream.url, listen="0.0.0.0:0")
     import yaml

@@ -241,6 +241,27 @@ async def test_a_new_login_in_the_store_ends_login_required(server, build, store
     assert server.requests == []
 
 
+async def test_a_logout_is_not_undone_by_the_refresh_token_held_in_memory(server, build, store, clock) -> None:
+    await store.save(KEY, Token("from-login", clock.now() + 3600, refresh_token="rt-login", obtained_at=clock.now()))
+    cred = build("authorization_code")
+    assert (await cred.current()).access_token == "from-login"
+    await store.delete(KEY)  # `authproxy logout` in another process
+    with pytest.raises(LoginRequired):
+        await cred.refresh(await cred.current())  # the next renewal
+    assert server.requests == []  # the logged-out refresh token was not used
+    assert await store.load(KEY) is None  # and nothing was written back
+    assert cred.status()["state"] == "login_required"
+
+
+async def test_a_new_configured_refresh_token_starts_a_new_chain(server, build, store) -> None:
+    rotation = server.rotate_refresh_tokens("rt-old")
+    await build("refresh_token", refresh_token="rt-old").current()
+    assert (await store.load(KEY)).refresh_token == "rt-1"  # the stored chain descends from rt-old
+    rotation.valid = "rt-new"  # the user got a new refresh token (say, from another account) and configured it
+    await build("refresh_token", refresh_token="rt-new").current()
+    assert rotation.used == ["rt-old", "rt-new"] and rotation.reused == []  # not the stored rt-1 of the old chain
+
+
 # -- refresh token rotation ----------------------------------------------------------------------------
 
 

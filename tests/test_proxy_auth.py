@@ -115,6 +115,28 @@ async def test_second_401_goes_back_as_is(make_proxy, upstream, token_server, cl
     assert len(token_server.requests) == 2
 
 
+async def test_an_upstream_refusing_every_token_does_not_get_a_renewal_per_request(
+    make_proxy, upstream, token_server, client, fake_clock, logs
+) -> None:
+    """A 401 the token cannot fix (wrong API key, 401 for "forbidden") must not hammer the token endpoint."""
+    proxy = await make_proxy(token_cfg(upstream.url, token_server.url), clock=fake_clock)
+    upstream.valid_tokens = set()  # refuses every token
+    for _ in range(20):
+        async with client.get(proxy.at("/api/auth/x")) as resp:
+            assert resp.status == 401  # the upstream's answer, as it is
+    assert len(token_server.requests) == 2  # the first token, one renewal after the first 401
+    assert [e["event"] for e in logs.events].count("token_rejected_after_renewal") == 1
+    await fake_clock.advance(31)  # the hold is over: one more renewal is allowed
+    for _ in range(5):
+        async with client.get(proxy.at("/api/auth/x")) as resp:
+            assert resp.status == 401
+    assert len(token_server.requests) == 3
+    upstream.valid_tokens = {"at-4"}  # the upstream is fixed: the next renewal's token works
+    await fake_clock.advance(31)
+    async with client.get(proxy.at("/api/auth/x")) as resp:
+        assert resp.status == 200
+
+
 async def test_body_over_the_replay_limit_is_streamed_and_not_retried(
     make_proxy, upstream, token_server, client
 ) -> None:

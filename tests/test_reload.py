@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from authproxy.app_keys import RUNTIME
+from authproxy.app_keys import RUNTIME, STORE
+from authproxy.credentials import store_key
 from tests.conftest import wait_until
 
 
@@ -104,6 +105,30 @@ async def test_invalid_change_keeps_the_running_config(
         assert resp.status == 200
     failed = [e for e in logs.events if e["event"] == "reload_failed"]
     assert len(failed) == 1 and len(failed[0]["problems"]) == 3
+
+
+async def test_a_rejected_reload_deletes_no_stored_token_and_leaves_nothing_running(
+    make_proxy, upstream, token_server, client, tmp_path
+) -> None:
+    path = tmp_path / "config.yaml"
+    proxy = await make_proxy(cfg(upstream.url, token_server.url), path=path)
+    async with client.get(proxy.at("/api/x")) as resp:
+        assert resp.status == 200
+    store = proxy.app[STORE]
+    stored = await store.load(store_key("api"))
+    assert stored is not None
+    changed = cfg(upstream.url, token_server.url)
+    changed["routes"]["api"]["auth"]["client_id"] = "another-client"  # its token must go, once the reload applies
+    (tmp_path / "not-a-ca.pem").write_text("not PEM")
+    changed["routes"]["pay"]["tls"] = {"ca_file": str(tmp_path / "not-a-ca.pem")}  # fails when routes are built
+    path.write_text(yaml.safe_dump(changed))
+    status, body = await reload(client, proxy)
+    assert status == 400 and [p["path"] for p in body["error"]["problems"]] == ["routes.pay.tls"]
+    assert await store.load(store_key("api")) == stored  # nothing deleted for a config that never applied
+    requests = len(token_server.requests)
+    async with client.get(proxy.at("/api/x")) as resp:  # still the old config and token
+        assert resp.status == 200 and upstream.last.headers["Authorization"] == f"Bearer {stored.access_token}"
+    assert len(token_server.requests) == requests  # no credential of the rejected config fetched anything
 
 
 async def test_in_flight_request_finishes_on_the_old_config(

@@ -65,6 +65,9 @@ def test_no_partial_segment_match(target: str) -> None:
         "/stockx/..\\x",
         "/stockx/./../x",
         "/stockx/%2e%2e?x=1",
+        "/stockx/..;/x",  # `..;` is `..` to servlet containers
+        "/stockx/..;jsessionid=1/x",
+        "/stockx/%2e%2e%3B/x",
     ],
 )
 def test_traversal_out_of_the_base_is_refused(target: str) -> None:

@@ -20,6 +20,9 @@ class AuthorizationCodeSource(RefreshTokenSource):
     def missing_message(self) -> str:
         return f"route {self._route!r} is not logged in (no refresh token stored); {login_hint(self._route)}"
 
+    def relogin_hint(self) -> str:
+        return login_hint(self._route)
+
 
 async def exchange_code(
     endpoint: TokenEndpoint,

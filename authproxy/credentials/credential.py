@@ -31,6 +31,9 @@ log = structlog.get_logger("authproxy.credentials")
 
 STORE_RECHECK = 1.0  # seconds between store re-reads while waiting for a new login
 STORE_POLL = 5.0  # while parked in login_required, the refresher looks for a new login this often
+# A token the upstream refused right after a 401-driven renewal is not what the upstream objects to
+# (wrong API key, 401 used for "forbidden"): renew on its 401s again only after this many seconds.
+REJECTED_HOLD = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,8 @@ class Credential:
         self._inflight: asyncio.Task[_Outcome] | None = None
         self._failures = 0
         self._ignored_logged = False
+        self._in_store = False  # the store held (or got) this credential's token: its absence means a logout
+        self._rejected: tuple[str, float] | None = None  # (access token, monotonic time) refused after renewal
         self._retry_at: float | None = None  # monotonic; no fetch before (None: no backoff)
         self._blocked: AuthProxyError | None = None  # CredentialFailed | LoginRequired
         self._dead_refresh: str | None = None
@@ -100,8 +105,21 @@ class Credential:
         if stale is None:
             self._clear_failures()
         else:
+            held = self._rejected
+            if held is not None and held[0] == stale.access_token and self._clock.monotonic() - held[1] < REJECTED_HOLD:
+                return stale  # the caller keeps the upstream's 401: no token request per request
             await self._check_blocked()
         return await self._join(stale or token)
+
+    def rejected(self, token: Token) -> None:
+        """The upstream refused `token` although it was just renewed because of a 401 (see REJECTED_HOLD)."""
+        if self._rejected is None or self._rejected[0] != token.access_token:
+            log.warning(
+                "token_rejected_after_renewal",
+                route=self.name,
+                detail=f"the upstream refused a fresh token too; its 401s renew it again after {REJECTED_HOLD:g}s",
+            )
+        self._rejected = (token.access_token, self._clock.monotonic())
 
     def headers(self, token: Token) -> dict[str, str]:
         """The header that carries `token`; `auth.token_type` wins even over a stored token's type."""
@@ -313,6 +331,8 @@ class Credential:
                     return stored, "store"
                 if stored is not None and (stored.refresh_token or previous is None):
                     previous = stored  # the store wins: it may hold a rotated refresh token
+                elif stored is None and self._in_store:
+                    previous = None  # it was stored and is gone: a logout, which memory must not undo
             self._used_refresh = source.refresh_token_for(previous)
             try:
                 token = await source.fetch(self._http, previous)
@@ -331,14 +351,19 @@ class Credential:
             if source.persist:  # before anyone sees the token: a rotated refresh token must not be lost
                 try:
                     await self._store.save(self._key, token)
+                    self._in_store = True
                 except OSError as exc:
+                    self._in_store = False  # memory holds the only copy of a rotated refresh token now
                     log.warning("token_store_failed", route=self.name, op="save", error=type(exc).__name__)
             return token, "fetched"
 
     async def _load_stored(self) -> Token | None:
         """The stored token, unless another client, endpoint or scope obtained it (config edited since)."""
         stored = await self._store.load(self._key)
-        if stored is None or belongs_to(stored, self._identity):
+        if stored is None:
+            return None
+        if belongs_to(stored, self._identity):
+            self._in_store = True
             return stored
         if not self._ignored_logged:
             self._ignored_logged = True
@@ -368,7 +393,10 @@ class Credential:
 
     def _failed(self, exc: TokenEndpointError) -> AuthProxyError:
         code = self._last_error_code = error_code(exc)
-        permanent = permanent_error(self.name, exc, refresh_based=self.source.uses_refresh_token)
+        hint = getattr(self.source, "relogin_hint", None)
+        permanent = permanent_error(
+            self.name, exc, refresh_based=self.source.uses_refresh_token, hint=hint() if hint else None
+        )
         if isinstance(permanent, LoginRequired):
             self._dead_refresh = self._used_refresh
         elif permanent is not None:

@@ -70,7 +70,7 @@ class TokenEndpoint:
         else:
             data, headers["Content-Type"] = urlencode(body).encode(), "application/x-www-form-urlencoded"
         headers.update(auth.extra_headers)
-        secrets = [*parts.secrets, *params.values(), *auth.extra_params.values()]
+        secrets = [*parts.secrets, *params.values(), *auth.extra_params.values(), *auth.extra_headers.values()]
         sent_at = self.clock.now()  # lifetimes count from the request, not the answer
         status, content_type, raw = await self._post(http, data, headers)
         answer = _parse_json(raw)

@@ -27,12 +27,17 @@ def error_code(exc: TokenEndpointError) -> str:
     return "unreachable"
 
 
-def permanent_error(route: str, exc: TokenEndpointError, *, refresh_based: bool) -> AuthProxyError | None:
-    """LoginRequired / CredentialFailed when a human must act; None when retrying may help."""
+def permanent_error(
+    route: str, exc: TokenEndpointError, *, refresh_based: bool, hint: str | None = None
+) -> AuthProxyError | None:
+    """LoginRequired / CredentialFailed when a human must act; None when retrying may help.
+
+    `hint`: what to do about a dead refresh token (the grant's own advice; a browser login by default).
+    """
     if not exc.permanent:
         return None
     if exc.oauth_error == "invalid_grant" and refresh_based:
-        message = f"the refresh token for route {route!r} was rejected (invalid_grant); {login_hint(route)}"
+        message = f"the refresh token for route {route!r} was rejected (invalid_grant); {hint or login_hint(route)}"
         return LoginRequired(message, route=route)
     advice = ADVICE.get(exc.oauth_error or "", "check the route's auth settings")
     return CredentialFailed(f"the token endpoint refused route {route!r} ({exc.oauth_error}): {advice}", route=route)

@@ -22,8 +22,20 @@ def store_key(route: str) -> str:
 
 
 def identity_fields(auth: AuthConfig) -> tuple[object, ...]:
-    """What a stored token belongs to: a new secret keeps the token, a new client or scope does not."""
-    return (auth.grant, auth.token_url, auth.client_id, auth.scope, auth.audience, sorted(auth.extra_params.items()))
+    """What a stored token belongs to: a new secret keeps the token, a new client or scope does not.
+
+    A new `auth.refresh_token` starts a new chain too (the stored, rotated one descends from the old).
+    """
+    seed = hashlib.sha256(auth.refresh_token.encode()).hexdigest() if auth.refresh_token else None
+    return (
+        auth.grant,
+        auth.token_url,
+        auth.client_id,
+        auth.scope,
+        auth.audience,
+        sorted(auth.extra_params.items()),
+        seed,
+    )
 
 
 def token_identity(auth: AuthConfig) -> str:

@@ -40,4 +40,8 @@ class RefreshTokenSource:
         return await self._endpoint.request(http, "refresh_token", {"refresh_token": refresh}, previous_refresh=refresh)
 
     def missing_message(self) -> str:
-        return f"route {self._route!r} has no refresh token; set auth.refresh_token or {login_hint(self._route)}"
+        return f"route {self._route!r} has no refresh token; set auth.refresh_token"
+
+    def relogin_hint(self) -> str:
+        """What a human does when the refresh token is dead (this grant has no browser login)."""
+        return f"set a new auth.refresh_token and reload, or {login_hint(self._route)} (needs auth.authorize_url)"

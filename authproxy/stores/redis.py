@@ -320,7 +320,8 @@ class RedisStore:
                         keys=[self._token_key(key)], args=[_encode(token), token.obtained_at or 0]
                     )
                     log.info("token_store_written_back", key=key, written=bool(written))
-                self._dirty.discard(key)
+                if self._local.get(key) is token:  # a save during the write-back stays pending
+                    self._dirty.discard(key)
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
             return
