@@ -141,6 +141,8 @@ class ConfigChecks:
                 resolved[key] = str(upstream.join(URL(value)))
             elif check_url(value, f"{path}.{key}", self.problems, relative_ok=True) is not None:
                 resolved[key] = value
+        if auth.redirect_uri is not None:  # `authproxy login` listens there (a bad port is not a URL either)
+            check_url(auth.redirect_uri, f"{path}.redirect_uri", self.problems)
         return dataclasses.replace(auth, **resolved)
 
     def check_prefixes(self, routes: dict[str, RouteConfig]) -> None:

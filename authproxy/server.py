@@ -49,8 +49,9 @@ async def start_server(
         await web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context, reuse_port=reuse_port).start()
         if runtime.config.admin.listen is not None:
             admin_host, admin_port = split_listen(runtime.config.admin.listen)
+            main_sockets = len(runner.addresses)  # `localhost` may bind two (::1 and 127.0.0.1)
             await web.TCPSite(runner, admin_host, admin_port, reuse_port=reuse_port).start()
-            runtime.admin_port = runner.addresses[1][1]
+            runtime.admin_port = runner.addresses[main_sockets][1]
             log.info("admin_listening", url=f"http://{_host_for_url(admin_host)}:{runtime.admin_port}/-/status")
     except BaseException:
         await runner.cleanup()

@@ -9,8 +9,8 @@ response is parsed by llhttp (Node.js's parser, through httptools); bytes pass t
 
 One exchange per connection at a time; a connection returns to the pool only after its response
 was read to the end with keep-alive. A request that fails on a reused connection before any
-response byte arrives (the upstream closed it while idle) is retried once on a new connection
-when its body can be sent again. Failures raise `UpstreamConnectError` (502 upstream_unreachable),
+response byte arrives (the upstream closed it while idle) is retried on a new connection when
+it is idempotent and its body can be sent again. Failures raise `UpstreamConnectError` (502 upstream_unreachable),
 `UpstreamTimeoutError` (504) or `UpstreamBrokenError` (502 upstream_error, or a cut body).
 """
 
@@ -31,6 +31,7 @@ from yarl import URL
 HIGH_WATER = 512 * 1024  # response bytes buffered before reading from the upstream pauses
 LOW_WATER = 64 * 1024  # ... and resumes
 NO_BODY_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "CONNECT", "DELETE"))
+IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))  # RFC 9110 §9.2.2
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -181,8 +182,8 @@ class _Connection(asyncio.Protocol):
         self._last_read = self.loop.time()
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamBrokenError(f"the upstream's response is not valid HTTP/1.1 ({type(exc).__name__})"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:  # 101 is not ours to follow
+            self._fail(UpstreamBrokenError(f"the upstream's response is not usable HTTP/1.1 ({type(exc).__name__})"))
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -222,6 +223,9 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status == 101:  # switching protocols for a request that asked for none
+            self._fail(UpstreamBrokenError("the upstream switched protocols (101) for a plain request"))
+            return
         if status < 200:  # 100 Continue, 103 Early Hints: interim, the real answer follows
             self._interim, self._raw = True, []
             return
@@ -232,8 +236,9 @@ class _Connection(asyncio.Protocol):
         self._raw = []
         response.status, response.reason = status, self._reason
         response.keep_alive = self._parser.should_keep_alive()
-        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
-        response.until_close = "Content-Length" not in headers and not chunked
+        codings = ",".join(headers.getall("Transfer-Encoding", ())).lower().split(",")
+        chunked = codings[-1].strip() == "chunked"  # as llhttp reads it: only a final `chunked` frames the body
+        response.until_close = not chunked and ("Content-Length" not in headers or codings != [""])
         head = self._head
         if head is not None and not head.done():
             head.set_result(response)
@@ -272,7 +277,10 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         try:
             head = _head(method, target, headers, body, self.endpoint.host_header)
-        except UnsafeHeaderError:
+        except UnicodeEncodeError as exc:
+            self.finished(reusable=True)
+            raise UnsafeHeaderError(f"a header value for the upstream cannot be encoded ({exc.reason})") from None
+        except BaseException:
             self.finished(reusable=True)
             raise
         self.used += 1
@@ -447,7 +455,9 @@ class UpstreamPool:
         read_timeout: float,
     ) -> UpstreamResponse:
         """Send one request; its response's head (release() it when done with the body)."""
-        replayable = body is None or isinstance(body, bytes)
+        # Sent again after a stale close only when that cannot do anything twice: the upstream may have
+        # acted on a POST before the connection dropped.
+        replayable = (body is None or isinstance(body, bytes)) and method in IDEMPOTENT_METHODS
         while True:
             conn = await self._acquire(endpoint, connect_timeout)
             try:
@@ -475,7 +485,17 @@ class UpstreamPool:
                 continue
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
-            await waiter
+            try:
+                async with asyncio.timeout(connect_timeout):
+                    await waiter
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, but gone (timed out, or its client left): pass the turn on
+                if isinstance(exc, TimeoutError):
+                    raise UpstreamTimeoutError(
+                        f"all {self.limit} upstream connections stayed busy for {connect_timeout:g} s"
+                    ) from None
+                raise
 
     async def _connect(self, endpoint: Endpoint, connect_timeout: float) -> _Connection:
         if self._closed:

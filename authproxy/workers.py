@@ -135,6 +135,9 @@ class Supervisor:
             theirs.close()
         worker.started = self._clock.monotonic()
         log.info("worker_started", worker=worker.index, pid=worker.proc.pid)
+        if self._stopping.is_set():  # a stop signal arrived while it was starting: it was not told yet
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.send_signal(signal.SIGTERM)
         worker.exited = asyncio.ensure_future(worker.proc.wait())
         worker.exited.add_done_callback(lambda _: self._changed.set())
         reader = asyncio.ensure_future(self._read_ready(worker, ours))
@@ -196,7 +199,8 @@ class Supervisor:
                     worker.proc.kill()
                 await worker.proc.wait()
         codes = [w.proc.returncode for w in live if w.proc is not None]
-        if code == 0 and any(codes):
+        # -SIGTERM: a worker stopped before it could install its handlers (it served nothing yet).
+        if code == 0 and any(c not in (0, -signal.SIGTERM) for c in codes):
             code = 1
         log.info("stopped", workers=len(self._workers), exit_codes=codes)
         flush_logs()

@@ -267,3 +267,14 @@ def test_non_loopback_listen_needs_allow_anonymous(listen: str) -> None:
 @pytest.mark.parametrize("listen", ["127.0.0.1:8080", "127.0.0.2:1", "[::1]:8080", "localhost:8080"])
 def test_loopback_listen_is_fine(listen: str) -> None:
     assert parse_config(f"listen: '{listen}'\n" + BASE, env={}).listen == listen
+
+
+@pytest.mark.parametrize("uri", ["http://localhost:99999/callback", "localhost:8765/cb", "ftp://localhost/cb"])
+def test_a_bad_redirect_uri_is_a_config_error_not_a_login_crash(uri: str) -> None:
+    text = (
+        "routes:\n  api:\n    upstream: http://127.0.0.1:9\n    auth: {grant: authorization_code, token_url: /t, "
+        f"authorize_url: /a, client_id: c, client_secret: s, redirect_uri: '{uri}'}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, env={})
+    assert [p for p, _ in err.value.problems] == ["routes.api.auth.redirect_uri"]

@@ -122,6 +122,20 @@ def test_bad_key_is_a_config_error_without_the_key(http, clock) -> None:
     assert "routes.api.auth.private_key" in str(err.value) and "SENTINEL" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("method", "alg"), [("private_key_jwt", "ES256"), ("private_key_jwt", "HS256"), ("client_secret_jwt", "HS1")]
+)
+def test_an_algorithm_that_cannot_sign_is_a_config_error(http, clock, rsa_key, method, alg) -> None:
+    key = {"private_key": pem(rsa_key)} if method == "private_key_jwt" else {"client_secret": "s" * 32}
+    route = make_route(
+        grant="client_credentials", token_url="http://t/", client_auth=method, client_id="svc", assertion_alg=alg, **key
+    )
+    with pytest.raises(ConfigError) as err:
+        build_credential(route, http=http, store=MemoryStore(), clock=clock)
+    assert [p for p, _ in err.value.problems] == ["routes.api.auth.assertion_alg"]
+    assert "PRIVATE KEY" not in str(err.value) and "s" * 32 not in str(err.value)
+
+
 def test_missing_jwt_extra_says_what_to_install(http, clock, rsa_key, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "jwt", None)  # as if PyJWT were not installed
     route = make_route(

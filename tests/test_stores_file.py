@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet
 from authproxy.config import masked, parse_config
 from authproxy.errors import ConfigError
 from authproxy.stores import build_store
-from authproxy.stores.file import FileStore, StoreFileError, default_path
+from authproxy.stores.file import FileStore, StoreFileError, StoreLockTimeout, default_path
 from authproxy.stores.memory import MemoryStore
 from authproxy.tokens import Token
 from tests.fakes import settle
@@ -187,6 +187,27 @@ async def test_a_cancelled_wait_does_not_leak_the_lock(tmp_path: Path) -> None:
     release.set()
     await holder
     async with asyncio.timeout(5), FileStore(path).lock("k"):  # the cancelled waiter's fd was closed
+        pass
+
+
+async def test_waiting_for_a_stuck_holder_is_bounded(tmp_path: Path) -> None:
+    """A holder that never lets go (a stopped process) costs a clear OSError, not a hang."""
+    path = tmp_path / "tokens.json"
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with FileStore(path).lock("k"):
+            await release.wait()
+
+    holder = asyncio.ensure_future(hold())
+    await settle()
+    with pytest.raises(StoreLockTimeout) as err:
+        async with asyncio.timeout(5), FileStore(path, lock_timeout=0.2).lock("k"):
+            pass
+    assert isinstance(err.value, OSError) and "stayed locked" in str(err.value)
+    release.set()
+    await holder
+    async with asyncio.timeout(5), FileStore(path, lock_timeout=0.2).lock("k"):  # the timed-out fd was closed
         pass
 
 

@@ -190,8 +190,21 @@ async def test_a_kept_alive_connection_closed_under_a_request_is_retried_once_if
     assert server.connections == [1, 1, 2] and server.bodies[1:] == [b"body", b"body"]
     assert (await fetch(pool, server))[2] == b"3"
     with pytest.raises(UpstreamBrokenError):  # a streamed body is gone: it cannot be sent again
-        await fetch(pool, server, "POST", stream())
+        await fetch(pool, server, "PUT", stream())
     assert server.connections == [1, 1, 2, 2, 2]
+
+
+async def test_a_post_is_never_sent_twice(pool, server) -> None:
+    """The upstream may have charged the card before the connection dropped: a 502, not a second charge."""
+
+    async def hang_up(writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server.replies += [ok(b"1"), hang_up, ok(b"unused")]
+    assert (await fetch(pool, server))[2] == b"1"
+    with pytest.raises(UpstreamBrokenError):
+        await fetch(pool, server, "POST", b"charge #2")
+    assert server.bodies.count(b"charge #2") == 1
 
 
 async def test_a_silent_upstream_times_out_between_reads(pool, server) -> None:
@@ -261,6 +274,59 @@ async def test_the_limit_caps_connections_and_every_request_completes(server) ->
         assert set(server.connections) <= {1, 2}
     finally:
         await small.close()
+
+
+async def test_waiting_for_a_free_connection_is_bounded_and_passes_its_turn_on(server) -> None:
+    gate = asyncio.Event()
+
+    async def slow(writer: asyncio.StreamWriter) -> None:
+        await gate.wait()
+        writer.write(ok(b"x"))
+        await writer.drain()
+
+    server.replies += [slow, ok(b"y"), ok(b"z")]
+    small = UpstreamPool(limit=1)
+    try:
+        first = asyncio.ensure_future(fetch(small, server))
+        await asyncio.wait_for(_until(lambda: len(server.heads) == 1), 5)
+        with pytest.raises(UpstreamTimeoutError):  # the only connection stays busy past connect_timeout
+            await small.request(server.endpoint, "GET", "/", CIMultiDict(), None, connect_timeout=0.1, read_timeout=5)
+        gone = asyncio.ensure_future(fetch(small, server))  # a waiter whose client leaves when it is woken
+        waiting = asyncio.ensure_future(fetch(small, server))
+        await asyncio.wait_for(_until(lambda: len(small._waiters) >= 2), 5)
+        gate.set()
+        await first
+        gone.cancel()
+        assert (await asyncio.wait_for(waiting, 5))[2] in (b"y", b"z")  # the turn was passed on, not lost
+    finally:
+        await small.close()
+
+
+@pytest.mark.parametrize("coding", ["chunked, gzip", "xchunked"])
+async def test_a_body_whose_last_coding_is_not_chunked_ends_with_the_connection(pool, server, coding) -> None:
+    async def until_close(writer: asyncio.StreamWriter) -> None:
+        writer.write(f"HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\nraw bytes".encode())
+        await writer.drain()
+        writer.close()
+
+    server.replies.append(until_close)
+    assert (await fetch(pool, server))[2] == b"raw bytes"
+
+
+async def test_a_101_to_a_plain_request_is_a_broken_exchange(pool, server) -> None:
+    server.replies.append(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+    with pytest.raises(UpstreamBrokenError):
+        await fetch(pool, server)
+
+
+async def test_an_unencodable_header_value_is_refused_and_the_connection_kept(pool, server) -> None:
+    server.replies += [ok(b"1"), ok(b"2")]
+    assert (await fetch(pool, server))[2] == b"1"
+    with pytest.raises(UnsafeHeaderError):
+        await pool.request(
+            server.endpoint, "GET", "/", CIMultiDict({"X-Bad": "\ud800"}), None, connect_timeout=5, read_timeout=5
+        )
+    assert (await fetch(pool, server))[2] == b"2" and server.connections == [1, 1]
 
 
 async def test_refused_connections_say_why(pool) -> None:

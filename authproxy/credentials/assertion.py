@@ -73,12 +73,25 @@ def build_signer(
         alg = algorithm or "HS256"
         if not alg.startswith("HS"):
             raise ConfigError([(f"{where}.assertion_alg", f"client_secret_jwt needs an HS* algorithm, not {alg}")])
-        return AssertionSigner(client_id, aud, alg, client_secret.encode(), key_id)
+        return _checked(AssertionSigner(client_id, aud, alg, client_secret.encode(), key_id), where)
     if not private_key:
         raise ConfigError([(f"{where}.private_key", "private_key_jwt needs a PEM private key (or private_key_file)")])
     key = _load_private_key(private_key, f"{where}.private_key")
     alg = algorithm or _default_algorithm(key, f"{where}.assertion_alg")
-    return AssertionSigner(client_id, aud, alg, key, key_id)
+    return _checked(AssertionSigner(client_id, aud, alg, key, key_id), where)
+
+
+def _checked(signer: AssertionSigner, where: str) -> AssertionSigner:
+    """Sign once now: an algorithm PyJWT lacks or one that does not fit the key is a config error, not a 500 later."""
+    from authproxy.clock import SystemClock
+
+    try:
+        signer.sign(SystemClock())
+    except Exception as exc:  # PyJWT raises NotImplementedError, TypeError, ValueError... never echo the key
+        raise ConfigError(
+            [(f"{where}.assertion_alg", f"{signer.algorithm} cannot sign with this key ({type(exc).__name__})")]
+        ) from None
+    return signer
 
 
 def _load_private_key(pem: str, where: str) -> Any:

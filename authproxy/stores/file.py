@@ -77,14 +77,23 @@ def make_cipher(key: str) -> Any:
         raise ValueError(f"not a Fernet key (44 characters of url-safe base64); {KEYGEN_HINT}") from None
 
 
+LOCK_TIMEOUT = 30.0  # seconds to wait for another process's lock on a key (it holds it for one token request)
+
+
 class FileStore:
     """Tokens in one JSON file; safe to share between processes on one machine."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, encryption_key: str | None = None, private_dir: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        encryption_key: str | None = None,
+        private_dir: bool = False,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         """`private_dir`: the parent directory is ours (the default location): keep it 0700."""
         self.path = Path(path).expanduser()
+        self.lock_timeout = lock_timeout
         self._cipher = make_cipher(encryption_key) if encryption_key else None
         self._private_dir = private_dir
         self._key_locks: dict[str, asyncio.Lock] = {}
@@ -115,7 +124,7 @@ class FileStore:
         """Serialise fetches for `key` within this process and across processes."""
         async with self._key_locks.setdefault(key, asyncio.Lock()):
             self._ensure_dir()
-            fd = await _flock_async(self._lock_path(key))
+            fd = await _flock_async(self._lock_path(key), self.lock_timeout)
             try:
                 yield
             finally:
@@ -267,29 +276,36 @@ def _flock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-async def _flock_async(path: Path) -> int:
-    """Exclusive lock held across awaits; waits in a thread only when another holder has it."""
+async def _flock_async(path: Path, timeout: float) -> int:
+    """Exclusive lock held across awaits, polled without blocking a thread.
+
+    Bounded by `timeout`: a holder that is stopped (Ctrl-Z, a debugger) must not hang renewals
+    and shutdown; the OSError it raises is a transient store failure to the credential.
+    """
     fd = _open_lock(path)
     if fcntl is None:  # pragma: no cover - Windows
         return fd
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + timeout, 0.002
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd
-    except BlockingIOError:
-        pass
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if loop.time() >= deadline:
+                    raise StoreLockTimeout(
+                        f"{path} stayed locked by another process for {timeout:g} s; is a stopped authproxy holding it?"
+                    ) from None
+                await asyncio.sleep(pause)  # clock-ok: waiting for another process, which no test clock drives
+                pause = min(pause * 2, 0.05)
     except BaseException:
         os.close(fd)
         raise
-    waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
-    try:
-        await asyncio.shield(waiting)
-    except asyncio.CancelledError:
-        waiting.add_done_callback(lambda _: os.close(fd))  # release once the thread gets it
-        raise
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+
+
+class StoreLockTimeout(OSError):
+    """The token file's lock was not free in time."""
 
 
 def _fsync_dir(path: Path) -> None:
