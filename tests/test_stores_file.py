@@ -4,10 +4,12 @@ cross-process locks, corrupt files and wrong keys (the file is always kept), and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -171,8 +173,9 @@ async def test_lock_is_held_against_another_process(tmp_path: Path) -> None:
         assert await proc.wait() == 0
 
 
-async def test_a_cancelled_wait_does_not_leak_the_lock(tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
+@contextlib.asynccontextmanager
+async def held(path: Path) -> AsyncIterator[None]:
+    """Another handle holds the lock on "k" while the block runs."""
     release = asyncio.Event()
 
     async def hold() -> None:
@@ -181,11 +184,19 @@ async def test_a_cancelled_wait_does_not_leak_the_lock(tmp_path: Path) -> None:
 
     holder = asyncio.ensure_future(hold())
     await settle()
-    waiter = asyncio.ensure_future(FileStore(path).lock("k").__aenter__())
-    await settle()
-    waiter.cancel()
-    release.set()
-    await holder
+    try:
+        yield
+    finally:
+        release.set()
+        await holder
+
+
+async def test_a_cancelled_wait_does_not_leak_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    async with held(path):
+        waiter = asyncio.ensure_future(FileStore(path).lock("k").__aenter__())
+        await settle()
+        waiter.cancel()
     async with asyncio.timeout(5), FileStore(path).lock("k"):  # the cancelled waiter's fd was closed
         pass
 
@@ -193,20 +204,11 @@ async def test_a_cancelled_wait_does_not_leak_the_lock(tmp_path: Path) -> None:
 async def test_waiting_for_a_stuck_holder_is_bounded(tmp_path: Path) -> None:
     """A holder that never lets go (a stopped process) costs a clear OSError, not a hang."""
     path = tmp_path / "tokens.json"
-    release = asyncio.Event()
-
-    async def hold() -> None:
-        async with FileStore(path).lock("k"):
-            await release.wait()
-
-    holder = asyncio.ensure_future(hold())
-    await settle()
-    with pytest.raises(StoreLockTimeout) as err:
-        async with asyncio.timeout(5), FileStore(path, lock_timeout=0.2).lock("k"):
-            pass
+    async with held(path):
+        with pytest.raises(StoreLockTimeout) as err:
+            async with asyncio.timeout(5), FileStore(path, lock_timeout=0.2).lock("k"):
+                pass
     assert isinstance(err.value, OSError) and "stayed locked" in str(err.value)
-    release.set()
-    await holder
     async with asyncio.timeout(5), FileStore(path, lock_timeout=0.2).lock("k"):  # the timed-out fd was closed
         pass
 
