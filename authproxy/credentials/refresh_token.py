@@ -43,5 +43,5 @@ class RefreshTokenSource:
         return f"route {self._route!r} has no refresh token; set auth.refresh_token"
 
     def relogin_hint(self) -> str:
-        """What a human does when the refresh token is dead (this grant has no browser login)."""
+        """What a human does when the refresh token is dead (a browser login needs an authorize_url here)."""
         return f"set a new auth.refresh_token and reload, or {login_hint(self._route)} (needs auth.authorize_url)"
