@@ -85,9 +85,10 @@ def _checked(signer: AssertionSigner, where: str) -> AssertionSigner:
     """Sign once now: an algorithm PyJWT lacks or one that does not fit the key is a config error, not a 500 later."""
     from authproxy.clock import SystemClock
 
+    jwt = _import_jwt(f"{where}.client_auth")
     try:
         signer.sign(SystemClock())
-    except Exception as exc:  # PyJWT raises NotImplementedError, TypeError, ValueError... never echo the key
+    except (NotImplementedError, TypeError, ValueError, jwt.PyJWTError) as exc:  # what PyJWT raises; never the key
         raise ConfigError(
             [(f"{where}.assertion_alg", f"{signer.algorithm} cannot sign with this key ({type(exc).__name__})")]
         ) from None

@@ -19,8 +19,15 @@ import structlog
 
 from authproxy.clock import Clock
 from authproxy.config_schema import AuthConfig
-from authproxy.credentials.failures import error_code, permanent_error, transient_error, unavailable
+from authproxy.credentials.failures import (
+    RefusedAfterRenewal,
+    error_code,
+    permanent_error,
+    transient_error,
+    unavailable,
+)
 from authproxy.credentials.identity import belongs_to, store_key, token_identity
+from authproxy.credentials.refresh_token import RefreshTokenSource
 from authproxy.credentials.source import TokenSource
 from authproxy.errors import AuthProxyError, CredentialFailed, LoginRequired, TokenEndpointError, TokenUnavailable
 from authproxy.refresher import Backoff, Refresher, renewal_at
@@ -31,9 +38,6 @@ log = structlog.get_logger("authproxy.credentials")
 
 STORE_RECHECK = 1.0  # seconds between store re-reads while waiting for a new login
 STORE_POLL = 5.0  # while parked in login_required, the refresher looks for a new login this often
-# A token the upstream refused right after a 401-driven renewal is not what the upstream objects to
-# (wrong API key, 401 used for "forbidden"): renew on its 401s again only after this many seconds.
-REJECTED_HOLD = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,7 @@ class Credential:
         self._failures = 0
         self._ignored_logged = False
         self._in_store = False  # the store held (or got) this credential's token: its absence means a logout
-        self._rejected: tuple[str, float] | None = None  # (access token, monotonic time) refused after renewal
+        self._refused = RefusedAfterRenewal(name, clock)
         self._retry_at: float | None = None  # monotonic; no fetch before (None: no backoff)
         self._blocked: AuthProxyError | None = None  # CredentialFailed | LoginRequired
         self._dead_refresh: str | None = None
@@ -105,21 +109,14 @@ class Credential:
         if stale is None:
             self._clear_failures()
         else:
-            held = self._rejected
-            if held is not None and held[0] == stale.access_token and self._clock.monotonic() - held[1] < REJECTED_HOLD:
+            if self._refused.holds(stale):
                 return stale  # the caller keeps the upstream's 401: no token request per request
             await self._check_blocked()
         return await self._join(stale or token)
 
     def rejected(self, token: Token) -> None:
-        """The upstream refused `token` although it was just renewed because of a 401 (see REJECTED_HOLD)."""
-        if self._rejected is None or self._rejected[0] != token.access_token:
-            log.warning(
-                "token_rejected_after_renewal",
-                route=self.name,
-                detail=f"the upstream refused a fresh token too; its 401s renew it again after {REJECTED_HOLD:g}s",
-            )
-        self._rejected = (token.access_token, self._clock.monotonic())
+        """The upstream refused `token` although it was just renewed because of a 401."""
+        self._refused.note(token)
 
     def headers(self, token: Token) -> dict[str, str]:
         """The header that carries `token`; `auth.token_type` wins even over a stored token's type."""
@@ -393,10 +390,9 @@ class Credential:
 
     def _failed(self, exc: TokenEndpointError) -> AuthProxyError:
         code = self._last_error_code = error_code(exc)
-        hint = getattr(self.source, "relogin_hint", None)
-        permanent = permanent_error(
-            self.name, exc, refresh_based=self.source.uses_refresh_token, hint=hint() if hint else None
-        )
+        source = self.source
+        hint = source.relogin_hint() if isinstance(source, RefreshTokenSource) else None
+        permanent = permanent_error(self.name, exc, relogin_hint=hint)
         if isinstance(permanent, LoginRequired):
             self._dead_refresh = self._used_refresh
         elif permanent is not None:

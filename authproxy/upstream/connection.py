@@ -1,38 +1,28 @@
-"""The upstream HTTP/1.1 client for proxied requests: asyncio protocols, a keep-alive pool, llhttp.
+"""One upstream connection: request out, response parsed by llhttp, body streamed with flow control.
 
-Why not aiohttp's ClientSession: measured here (bench/, same machine, same run), its per-request
-machinery (ClientRequest, connector, timers, ClientResponse, StreamReader) cost about 80 us of the
-~145 us a minimal aiohttp proxy spends per small request; this client does the same exchange in a
-fraction of that, so every authproxy feature together still costs less than that overhead. The
-response is parsed by llhttp (Node.js's parser, through httptools); bytes pass through untouched
-(no decompression, no added headers). Websockets and token requests still use aiohttp's client.
-
-One exchange per connection at a time; a connection returns to the pool only after its response
-was read to the end with keep-alive. A request that fails on a reused connection before any
-response byte arrives (the upstream closed it while idle) is retried on a new connection when
-it is idempotent and its body can be sent again. Failures raise `UpstreamConnectError` (502 upstream_unreachable),
-`UpstreamTimeoutError` (504) or `UpstreamBrokenError` (502 upstream_error, or a cut body).
+At most one exchange per connection at a time. A connection goes back to the pool only after its
+response was read to the end with keep-alive; anything unexpected (a second answer, bytes while
+idle, a parse error) closes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import functools
-import os
-import ssl
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
-from yarl import URL
+
+from authproxy.errors import AuthProxyError
+
+if TYPE_CHECKING:
+    from authproxy.upstream.pool import Endpoint, UpstreamPool
 
 HIGH_WATER = 512 * 1024  # response bytes buffered before reading from the upstream pauses
-LOW_WATER = 64 * 1024  # ... and resumes
 NO_BODY_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "CONNECT", "DELETE"))
-IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))  # RFC 9110 §9.2.2
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class UpstreamConnectError(OSError):
@@ -57,40 +47,6 @@ class UnsafeHeaderError(ValueError):
 
 class _Stale(UpstreamBrokenError):
     """A reused connection was found closed before any response byte: safe to retry."""
-
-
-class Endpoint:
-    """Where a route's requests go, precomputed once per route (its pool key, by identity)."""
-
-    __slots__ = ("host", "host_header", "port", "tls", "url")
-
-    def __init__(self, url: URL, tls: ssl.SSLContext | bool) -> None:
-        self.url = url
-        self.host = url.raw_host or ""
-        self.port = url.port or DEFAULT_PORTS.get(url.scheme, 80)
-        name = f"[{self.host}]" if ":" in self.host else self.host
-        self.host_header = name if url.port in (None, DEFAULT_PORTS.get(url.scheme)) else f"{name}:{self.port}"
-        self.tls = tls if url.scheme == "https" else None
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context to connect with (None for http); the default ones are built once, on first use."""
-        tls = self.tls
-        if tls is None or isinstance(tls, ssl.SSLContext):
-            return tls
-        return _system_context() if tls else _unverified_context()
-
-
-@functools.cache
-def _system_context() -> ssl.SSLContext:
-    return ssl.create_default_context()
-
-
-@functools.cache
-def _unverified_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class UpstreamResponse:
@@ -315,15 +271,12 @@ class _Connection(asyncio.Protocol):
                     await self._drained()
             if self.transport is not None and not sized:
                 self.transport.write(b"0\r\n\r\n")
-        except (UpstreamBrokenError, UpstreamTimeoutError) as exc:
+        except (UpstreamBrokenError, UpstreamTimeoutError, AuthProxyError) as exc:  # AuthProxyError: a body limit
             self._fail(exc)
             return
-        except OSError as exc:  # the client's side broke (it hung up mid-body): the request is void
+        except (OSError, HttpProcessingError) as exc:  # the client hung up or sent a broken body: the request is void
             why = f"the request body could not be read from the client ({type(exc).__name__})"
             self._fail(UpstreamBrokenError(why))
-            return
-        except Exception as exc:  # the client's body broke a limit (the proxy reports that error itself)
-            self._fail(exc)
             return
         self._start_timer()
 
@@ -430,127 +383,3 @@ def _head(method: str, target: str, headers: CIMultiDict[str], body: Any, host: 
         lines.append(f"{name}: {value}\r\n")
     lines.append("\r\n")
     return "".join(lines).encode("utf-8", "surrogateescape")  # the target's bytes exactly as the client sent them
-
-
-class UpstreamPool:
-    """Keep-alive connections per endpoint, `limit` in all; idle ones older than `idle_timeout` are closed."""
-
-    def __init__(self, limit: int = 512, idle_timeout: float = 60.0) -> None:
-        self.limit, self.idle_timeout = limit, idle_timeout
-        self._idle: dict[Endpoint, list[_Connection]] = {}
-        self._open: set[_Connection] = set()
-        self._connecting = 0  # connections being made: they count against the limit too
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._closed = False
-
-    async def request(
-        self,
-        endpoint: Endpoint,
-        method: str,
-        target: str,
-        headers: CIMultiDict[str],
-        body: Any,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-    ) -> UpstreamResponse:
-        """Send one request; its response's head (release() it when done with the body)."""
-        # Sent again after a stale close only when that cannot do anything twice: the upstream may have
-        # acted on a POST before the connection dropped.
-        replayable = (body is None or isinstance(body, bytes)) and method in IDEMPOTENT_METHODS
-        while True:
-            conn = await self._acquire(endpoint, connect_timeout)
-            try:
-                return await conn.exchange(method, target, headers, body, read_timeout)
-            except _Stale:
-                if not replayable:
-                    raise UpstreamBrokenError("the upstream closed the kept-alive connection") from None
-
-    async def _acquire(self, endpoint: Endpoint, connect_timeout: float) -> _Connection:
-        """An idle connection to `endpoint`, else a new one within the limit (waiting for room if needed)."""
-        while True:
-            idle = self._idle.get(endpoint)
-            if idle:
-                now = asyncio.get_running_loop().time()
-                while idle:
-                    conn = idle.pop()
-                    if conn.transport is not None and now - conn.idle_since < self.idle_timeout:
-                        return conn
-                    conn._abort()
-            if len(self._open) + self._connecting < self.limit:
-                return await self._connect(endpoint, connect_timeout)
-            spare = next((conns for conns in self._idle.values() if conns), None)
-            if spare is not None:  # make room: an idle connection elsewhere is the cheapest to give up
-                spare.pop(0)._abort()
-                continue
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                async with asyncio.timeout(connect_timeout):
-                    await waiter
-            except BaseException as exc:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # woken, but gone (timed out, or its client left): pass the turn on
-                if isinstance(exc, TimeoutError):
-                    raise UpstreamTimeoutError(
-                        f"all {self.limit} upstream connections stayed busy for {connect_timeout:g} s"
-                    ) from None
-                raise
-
-    async def _connect(self, endpoint: Endpoint, connect_timeout: float) -> _Connection:
-        if self._closed:
-            raise UpstreamConnectError("the proxy is shutting down")
-        loop = asyncio.get_running_loop()
-        context = endpoint.ssl_context()
-        self._connecting += 1
-        try:
-            async with asyncio.timeout(connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self, endpoint),
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=context,
-                    server_hostname=endpoint.host if context is not None else None,
-                )
-        except TimeoutError:
-            raise UpstreamTimeoutError(f"connecting took longer than {connect_timeout:g} s") from None
-        except ssl.SSLError as exc:
-            raise UpstreamConnectError(f"TLS handshake failed ({exc.reason or type(exc).__name__})") from None
-        except OSError as exc:  # asyncio's message names the address; the errno says why
-            reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror  # < 0: a DNS error
-            raise UpstreamConnectError(reason or type(exc).__name__) from None
-        finally:
-            self._connecting -= 1
-            self._wake_one()
-        self._open.add(conn)
-        return conn
-
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def put_back(self, conn: _Connection) -> None:
-        if self._closed:
-            conn._abort()
-            return
-        self._idle.setdefault(conn.endpoint, []).append(conn)
-        self._wake_one()  # a waiter for this endpoint takes it; one for another closes it to make room
-
-    def forget(self, conn: _Connection) -> None:
-        """A connection closed: it no longer counts against the limit."""
-        if conn in self._open:
-            self._open.discard(conn)
-            self._wake_one()
-        idle = self._idle.get(conn.endpoint)
-        if idle and conn in idle:
-            idle.remove(conn)
-
-    async def close(self) -> None:
-        """Close every connection (at shutdown, after in-flight requests finished)."""
-        self._closed = True
-        for conn in list(self._open):
-            conn._abort()
-        self._idle.clear()
