@@ -1,5 +1,5 @@
 """`python -m authproxy` is the same as the `authproxy` command."""
 
-from .cli import main
+from authproxy.cli.main import main
 
 raise SystemExit(main())

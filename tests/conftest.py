@@ -15,16 +15,18 @@ import pytest
 import yaml
 from aiohttp import web
 
-from authproxy.app import build_app
-from authproxy.app_keys import RUNTIME
-from authproxy.clock import Clock, FakeClock
-from authproxy.config import load_config, parse_config, secret_values
-from authproxy.config_schema import Config
-from authproxy.credentials import Credential, build_credential
-from authproxy.logging import Redactor, configure_logging, flush_logs
-from authproxy.server import start_server
+from authproxy.clock import Clock
+from authproxy.config.load import load_config, parse_config
+from authproxy.config.schema import Config, secret_values
+from authproxy.credentials.build import build_credential
+from authproxy.credentials.credential import Credential
+from authproxy.observability.logging import Redactor, configure_logging, flush_logs
+from authproxy.server.app import build_app
+from authproxy.server.runtime import RUNTIME
+from authproxy.server.serve import start_server
 from authproxy.stores.memory import MemoryStore
 from tests.fakes import FixedRandom, make_route
+from tests.fakes.clock import FakeClock
 from tests.fakes.token_server import TokenServer
 from tests.fakes.upstream import FakeUpstream
 

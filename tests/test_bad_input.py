@@ -23,9 +23,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from authproxy.clock import FakeClock
 from tests.conftest import LogCapture, RunningProxy, wait_until
 from tests.fakes.badinput import BrokenUpstream, RawConnection, RawResponse, get, raw_request
+from tests.fakes.clock import FakeClock
 from tests.fakes.token_server import Reply, TokenServer
 from tests.fakes.upstream import FakeUpstream
 

@@ -8,14 +8,14 @@ import re
 from pathlib import Path
 
 import authproxy
-from authproxy import configdoc
-from authproxy.cli import _parser
+from authproxy.cli.main import _parser
+from authproxy.config import doc as configdoc
 from authproxy.errors import AuthProxyError
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 REFERENCE = ROOT / "docs" / "configuration.md"
-REGENERATE = "python -m authproxy.configdoc > docs/configuration.md"
+REGENERATE = "python -m authproxy.config.doc > docs/configuration.md"
 
 
 def code_blocks(text: str) -> list[str]:

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from authproxy.clock import SystemClock
-from authproxy.config import load_config, parse_config
-from authproxy.config_schema import AuthConfig, Config, RouteConfig
-from authproxy.credentials import NotConfiguredCredential, build_credential, build_source, not_configured
+from authproxy.config.load import load_config, parse_config
+from authproxy.config.schema import AuthConfig, Config, RouteConfig
+from authproxy.credentials.build import NotConfiguredCredential, build_credential, build_source, not_configured
 from authproxy.errors import ConfigError, NotConfigured
 from authproxy.stores.memory import MemoryStore
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from authproxy.clock import SystemClock
+from authproxy.credentials.tokens import Token
 from authproxy.stores.redis import RedisStore
-from authproxy.tokens import Token
 from tests.fakes.redis_server import RedisServer, needs_redis, running_redis
 from tests.fakes.token_server import Reply, TokenServer
 from tests.fakes.upstream import FakeUpstream

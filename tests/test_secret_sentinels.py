@@ -25,10 +25,10 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authproxy.clock import FakeClock
-from authproxy.config import secret_values
+from authproxy.config.schema import secret_values
 from authproxy.errors import ConfigError
 from tests.conftest import LogCapture, RunningProxy, wait_until
+from tests.fakes.clock import FakeClock
 from tests.fakes.token_server import RecordedRequest, Reply, TokenServer
 from tests.fakes.upstream import FakeUpstream
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote_plus
 
 from authproxy.clock import Clock
-from authproxy.config_schema import AuthConfig
+from authproxy.config.schema import AuthConfig
 from authproxy.credentials.assertion import ASSERTION_TYPE, build_signer
 from authproxy.errors import ConfigError
 

@@ -18,7 +18,7 @@ import aiohttp
 import structlog
 
 from authproxy.clock import Clock
-from authproxy.config_schema import AuthConfig
+from authproxy.config.schema import AuthConfig
 from authproxy.credentials.failures import (
     RefusedAfterRenewal,
     error_code,
@@ -26,13 +26,13 @@ from authproxy.credentials.failures import (
     transient_error,
     unavailable,
 )
+from authproxy.credentials.grants.base import TokenSource
+from authproxy.credentials.grants.refresh_token import RefreshTokenSource
 from authproxy.credentials.identity import belongs_to, store_key, token_identity
-from authproxy.credentials.refresh_token import RefreshTokenSource
-from authproxy.credentials.source import TokenSource
+from authproxy.credentials.refresher import Backoff, Refresher, renewal_at
+from authproxy.credentials.tokens import Token
 from authproxy.errors import AuthProxyError, CredentialFailed, LoginRequired, TokenEndpointError, TokenUnavailable
-from authproxy.refresher import Backoff, Refresher, renewal_at
-from authproxy.stores import TokenStore, store_lock
-from authproxy.tokens import Token
+from authproxy.stores.base import TokenStore, store_lock
 
 log = structlog.get_logger("authproxy.credentials")
 

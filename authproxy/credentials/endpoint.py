@@ -19,10 +19,10 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 
 from authproxy.clock import Clock
-from authproxy.config_schema import AuthConfig
+from authproxy.config.schema import AuthConfig
 from authproxy.credentials.client_auth import ClientAuthMethod
+from authproxy.credentials.tokens import Token
 from authproxy.errors import TokenEndpointError
-from authproxy.tokens import Token
 
 # RFC 6749 §5.2 errors that retrying without a human cannot fix.
 PERMANENT_ERRORS = frozenset(

@@ -10,8 +10,8 @@ from __future__ import annotations
 import structlog
 
 from authproxy.clock import Clock
+from authproxy.credentials.tokens import Token
 from authproxy.errors import AuthProxyError, CredentialFailed, LoginRequired, TokenEndpointError, TokenUnavailable
-from authproxy.tokens import Token
 
 log = structlog.get_logger("authproxy.credentials")
 

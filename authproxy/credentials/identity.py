@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from authproxy.config_schema import AuthConfig
-from authproxy.tokens import Token
+from authproxy.config.schema import AuthConfig
+from authproxy.credentials.tokens import Token
 
 
 def store_key(route: str) -> str:

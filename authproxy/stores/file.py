@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from authproxy.tokens import Token, token_entry, token_from_entry
+from authproxy.credentials.tokens import Token, token_entry, token_from_entry
 
 try:  # POSIX; elsewhere only in-process locking is available
     import fcntl

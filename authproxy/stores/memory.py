@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from authproxy.tokens import Token
+from authproxy.credentials.tokens import Token
 
 
 class MemoryStore:

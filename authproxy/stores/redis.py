@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from authproxy.clock import Clock, SystemClock, wait_event
-from authproxy.tokens import Token, token_entry, token_from_entry
+from authproxy.credentials.tokens import Token, token_entry, token_from_entry
 
 try:  # the `redis` extra
     from redis.asyncio import Redis

@@ -6,7 +6,7 @@ import asyncio
 import random
 from typing import Any
 
-from authproxy.config_schema import AuthConfig, ResponseMapping, RouteConfig
+from authproxy.config.schema import AuthConfig, ResponseMapping, RouteConfig
 from tests.fakes.token_server import RecordedRequest, RefreshRotation, Reply, TokenServer
 
 

@@ -29,8 +29,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.config import parse_config
-from authproxy.config_schema import Config
+from authproxy.config.load import parse_config
+from authproxy.config.schema import Config
 from tests.fakes.token_server import RecordedRequest
 
 

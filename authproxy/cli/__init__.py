@@ -1,0 +1,1 @@
+"""The command line: parse, call into the other packages, print. No logic of its own."""

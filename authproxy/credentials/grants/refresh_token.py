@@ -1,0 +1,47 @@
+"""Grant `refresh_token` (RFC 6749 §6): trade a long-lived refresh token for access tokens.
+
+The refresh token comes from the store when one is saved there (a rotated one is newer than
+the config's), else from `auth.refresh_token`. A rotated refresh token in the answer replaces
+the old one; an answer without one keeps the old one.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from authproxy.credentials.endpoint import TokenEndpoint
+from authproxy.credentials.tokens import Token
+from authproxy.errors import LoginRequired
+
+
+def login_hint(route: str) -> str:
+    """The sentence every "log in again" message ends with."""
+    return f"run: authproxy login {route}"
+
+
+class RefreshTokenSource:
+    uses_refresh_token = True
+    persist = True
+
+    def __init__(self, endpoint: TokenEndpoint, route: str, configured: str | None) -> None:
+        self._endpoint = endpoint
+        self._route = route
+        self._configured = configured
+
+    def refresh_token_for(self, previous: Token | None) -> str | None:
+        if previous is not None and previous.refresh_token:
+            return previous.refresh_token
+        return self._configured
+
+    async def fetch(self, http: aiohttp.ClientSession, previous: Token | None) -> Token:
+        refresh = self.refresh_token_for(previous)
+        if not refresh:
+            raise LoginRequired(self.missing_message(), route=self._route)
+        return await self._endpoint.request(http, "refresh_token", {"refresh_token": refresh}, previous_refresh=refresh)
+
+    def missing_message(self) -> str:
+        return f"route {self._route!r} has no refresh token; set auth.refresh_token"
+
+    def relogin_hint(self) -> str:
+        """What a human does when the refresh token is dead (a browser login needs an authorize_url here)."""
+        return f"set a new auth.refresh_token and reload, or {login_hint(self._route)} (needs auth.authorize_url)"

@@ -1,0 +1,237 @@
+"""structlog setup with a redaction processor that runs on every line.
+
+Secrets are masked three ways: by key name (`client_secret=...`), by pattern inside any string
+(`Bearer ...`, `refresh_token=...` in a query or form), and by value (every secret from the
+config is registered, so a stray echo of it is masked too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from types import NoneType
+from typing import Any, TextIO
+
+import structlog
+from aiohttp.http_exceptions import HttpProcessingError
+
+MASK = "[redacted]"
+SECRET_KEYS = frozenset(
+    (
+        "authorization",
+        "proxy_authorization",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_secret",
+        "secret",
+        "password",
+        "api_key",
+        "x_api_key",
+        "x-api-key",
+        "client_assertion",
+        "assertion",
+        "private_key",
+        "cookie",
+        "set_cookie",
+    )
+)
+_PARAMS = (
+    r"(?:access_token|refresh_token|id_token|client_secret|client_assertion|code|token|password"
+    r"|api_key|x-api-key)"
+)
+# Credentials after an auth scheme: Bearer/Basic in any case, the rarer schemes as written (so prose
+# like "token endpoint" survives); credentials are at least 8 characters.
+_SCHEME = re.compile(r"\b((?i:Bearer|Basic)|Token|MAC|DPoP)\s+[A-Za-z0-9._~+/=-]{8,}")
+_PARAM = re.compile(rf"(?i)((?:^|[?&;\s\"'{{,]){_PARAMS}(?:=|\"?\s*:\s*\"?))[^&\s\"',}}]+")
+
+
+class Redactor:
+    """Masks secrets in log event dicts; `add` registers literal secret values."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._values: list[str] = []  # longest first: a secret that contains another is masked whole
+        self.add(*secrets)
+
+    def add(self, *values: str | None) -> None:
+        known = set(self._values)
+        known.update(value for value in values if value and len(value) >= 4)  # tiny strings: ordinary text
+        self._values = sorted(known, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._values:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        if " " in value or "\t" in value:  # an auth scheme needs whitespace before its credentials
+            value = _SCHEME.sub(rf"\1 {MASK}", value)
+        if "=" in value or ":" in value:  # a secret parameter needs one of these before its value
+            value = _PARAM.sub(rf"\1{MASK}", value)
+        return value
+
+    def value(self, key: str, value: Any) -> Any:
+        if isinstance(value, int | float | NoneType):  # numbers and None are never secrets (bools included)
+            return value
+        if key.lower().replace("-", "_") in SECRET_KEYS and value != "":
+            return MASK
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self.value(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(key, v) for v in value]
+        if isinstance(value, BaseException):
+            return self.text(f"{type(value).__name__}: {value}")
+        return value
+
+    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        return {k: v if k in ("level", "timestamp", "logger") else self.value(k, v) for k, v in event.items()}
+
+
+class LineWriter:
+    """A structlog logger that collects lines and writes them in batches.
+
+    Under load, one flushed write per request is a syscall per request; batching lines for up to
+    FLUSH_DELAY seconds (or MAX_PENDING lines) turns thousands of them into one. Outside a
+    running event loop, and at exit, lines are written at once.
+    """
+
+    FLUSH_DELAY = 0.05
+    MAX_PENDING = 512
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._pending: list[str] = []
+        self._scheduled = False
+        atexit.register(self.flush)
+
+    def factory(self, *args: Any) -> LineWriter:
+        return self
+
+    def msg(self, message: str) -> None:
+        pending = self._pending
+        pending.append(message)
+        if self._scheduled and len(pending) < self.MAX_PENDING:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if len(pending) >= self.MAX_PENDING:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_later(self.FLUSH_DELAY, self.flush)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = err = msg
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        try:
+            self._stream.write("\n".join(lines) + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):  # a closed stream (at exit, or a reader gone): nothing to do
+            pass
+
+
+def flush_logs() -> None:
+    """Write out lines still batched (before exit, or before a test reads the log)."""
+    writer = getattr(structlog.get_config()["logger_factory"], "__self__", None)
+    if isinstance(writer, LineWriter):
+        writer.flush()
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", *, redactor: Redactor | None = None, stream: TextIO | None = None
+) -> Redactor:
+    """Configure structlog for the process; returns the redactor so secrets can be added later."""
+    redactor = redactor or Redactor()
+    out = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=out.isatty()) if fmt == "console" else structlog.processors.JSONRenderer()
+    )
+    writer = LineWriter(out)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=writer.factory,
+        cache_logger_on_first_use=False,
+    )
+    _route_stdlib_logging(writer, redactor, renderer)
+    return redactor
+
+
+class _ClientFaults(logging.Filter):
+    """aiohttp logs each request its parser refuses as an ERROR with a traceback: the client's
+    fault, not ours. Keep one warning line with the reason, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args, record.exc_info, record.exc_text = "bad_request_refused", (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.reason = type(exc).__name__
+        return True
+
+
+class _WriterHandler(logging.Handler):
+    """Hands formatted stdlib records to the same batched writer as structlog's lines."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.writer.msg(self.format(record))
+
+
+def _route_stdlib_logging(writer: LineWriter, redactor: Redactor, renderer: Any) -> None:
+    """Libraries log through stdlib logging: the same format, redaction and stream as ours."""
+
+    def add_reason(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        record = event.get("_record")
+        if record is not None and hasattr(record, "reason"):
+            event["reason"] = record.reason
+        return event
+
+    handler = _WriterHandler(writer)
+    handler.addFilter(_ClientFaults())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                add_reason,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _WriterHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)

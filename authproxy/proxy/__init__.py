@@ -1,0 +1,1 @@
+"""One proxied request: access, routing, headers, bodies, the credential flow, websockets, responses."""

@@ -1,0 +1,176 @@
+"""Inbound access: who may use the proxy (team mode keys) and what browsers may not do to it.
+
+Team mode: each client presents its own proxy key (`Authorization: Bearer <key>` or
+`X-Authproxy-Key`); keys are kept only as SHA-256 digests and compared in constant time. A
+client sees only the routes and methods it is allowed, within its rate limit.
+
+Browser protection (always on): a page in the user's browser can send requests to a loopback
+proxy, and with DNS rebinding even read the answers; requests whose Host is not one of the
+proxy's names, or that come from another site, are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+from dataclasses import dataclass
+
+from multidict import CIMultiDictProxy
+
+from authproxy.clock import Clock
+from authproxy.config.schema import Config
+from authproxy.errors import AuthProxyError, CrossSiteRefused, Forbidden, MisdirectedHost, RateLimited, Unauthorized
+
+KEY_HEADER = "X-Authproxy-Key"
+
+
+class TokenBucket:
+    """`rate` requests per second with bursts up to `burst`, on the injected clock."""
+
+    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.updated = clock.monotonic()
+
+    def take(self) -> float:
+        """0 when a request may pass (and counts it), else the seconds until one may."""
+        now = self.clock.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate > 0 else 3600.0
+
+
+@dataclass(slots=True)
+class Client:
+    name: str
+    digest: bytes
+    routes: frozenset[str] | None  # None: every route
+    methods: frozenset[str] | None  # None: every method
+    bucket: TokenBucket | None
+
+    def may_use(self, route: str) -> bool:
+        return self.routes is None or route in self.routes
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class Gatekeeper:
+    """Identifies clients by key and decides what each may do; built from the config once."""
+
+    def __init__(self, config: Config, clock: Clock) -> None:
+        self.clients: dict[bytes, Client] = {}
+        for name, cfg in config.clients.items():
+            key_digest = digest(cfg.key) if cfg.key is not None else bytes.fromhex(cfg.key_sha256 or "")
+            bucket = TokenBucket(cfg.rate_limit.rate, cfg.rate_limit.burst, clock) if cfg.rate_limit else None
+            self.clients[key_digest] = Client(
+                name,
+                key_digest,
+                None if "*" in cfg.routes else frozenset(cfg.routes),
+                None if "*" in cfg.methods else frozenset(m.upper() for m in cfg.methods),
+                bucket,
+            )
+        self.admin_digest = digest(config.admin.key) if config.admin.key else None
+
+    @property
+    def team(self) -> bool:
+        return bool(self.clients)
+
+    def identify(self, headers: CIMultiDictProxy[str]) -> tuple[Client, bool]:
+        """The client whose key the request carries, and whether it came in Authorization."""
+        key, in_authorization = presented_key(headers)
+        client = self.clients.get(digest(key)) if key else None
+        if client is None or not hmac.compare_digest(client.digest, digest(key or "")):
+            raise Unauthorized(
+                "a valid proxy key is required: send `Authorization: Bearer <your proxy key>` or "
+                f"`{KEY_HEADER}: <your proxy key>`"
+            )
+        return client, in_authorization
+
+    def authorize(self, client: Client, route: str, method: str) -> None:
+        if not client.may_use(route) or (client.methods is not None and method not in client.methods):
+            raise Forbidden("this proxy key may not make this request")
+        if client.bucket is not None:
+            wait = client.bucket.take()
+            if wait:
+                raise RateLimited("too many requests for this proxy key; slow down", retry_after=wait)
+
+    def admin_allowed(self, headers: CIMultiDictProxy[str]) -> bool:
+        """Admin endpoints need the admin key in team mode (or when one is set)."""
+        if self.admin_digest is None:
+            return not self.team
+        key, _ = presented_key(headers)
+        return key is not None and hmac.compare_digest(digest(key), self.admin_digest)
+
+
+def presented_key(headers: CIMultiDictProxy[str]) -> tuple[str | None, bool]:
+    key = headers.get(KEY_HEADER)
+    if key is not None:
+        return key, False
+    authorization = headers.get("Authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), True
+    if scheme.lower() == "basic" and value.strip():  # a browser's login prompt: the key is the password
+        try:
+            _, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None, True
+        return password or None, True
+    return None, False
+
+
+class BrowserGuard:
+    """Refuses requests a web page could have made: foreign Host names, foreign origins, cross-site."""
+
+    def __init__(self, config: Config) -> None:
+        names = {"localhost", config.host.lower(), *(h.lower() for h in config.allowed_hosts)}
+        self.hosts = frozenset(names)
+        self.origins = frozenset(o.rstrip("/") for o in config.allowed_origins)
+
+    def check(self, headers: CIMultiDictProxy[str], *, navigation_ok: bool = False) -> AuthProxyError | None:
+        host = headers.get("Host")
+        if host is not None:
+            name = host_name(host)
+            if name not in self.hosts and not _ip_literal(name):
+                return MisdirectedHost(
+                    f"Host {name!r} is not a name of this proxy; if clients really use it, add "
+                    "it to allowed_hosts in the config"
+                )
+        origin = headers.get("Origin")
+        if origin is not None:
+            if origin.rstrip("/") not in self.origins:
+                return CrossSiteRefused(
+                    f"requests from the web origin {origin!r} are refused; to allow it, add it "
+                    "to allowed_origins in the config"
+                )
+        elif headers.get("Sec-Fetch-Site") == "cross-site" and not navigation_ok:
+            return CrossSiteRefused(
+                "cross-site requests from a browser are refused; to allow a web app, add its "
+                "origin to allowed_origins in the config"
+            )
+        return None
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header, lower-cased, without port or IPv6 brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    name, _, _ = host.partition(":")
+    return name.rstrip(".")
+
+
+def _ip_literal(name: str) -> bool:
+    """DNS rebinding needs a DNS name; a request addressed to an IP literal cannot be one."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,131 @@
+"""Map a raw request target to a route and the upstream target, refusing anything unsafe.
+
+Works on the raw, still percent-encoded target so the upstream receives the path and query
+byte-for-byte as the client sent them.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from yarl import URL
+
+from authproxy.config.schema import RouteConfig
+from authproxy.errors import AbsoluteFormRefused, BadPath, RouteNotFound
+from authproxy.proxy.headers import route_drop_set
+from authproxy.upstream import Endpoint
+from authproxy.upstream.tls import upstream_ssl
+
+if TYPE_CHECKING:
+    from authproxy.credentials.credential import Credential
+
+
+@dataclass(slots=True, eq=False)
+class Route:
+    """A configured route with everything the hot path needs precomputed."""
+
+    config: RouteConfig
+    credential: Credential | None = None
+    name: str = field(init=False)
+    prefix: str = field(init=False)
+    match_prefix: str = field(init=False)  # "" for the root prefix "/"
+    upstream: URL = field(init=False)
+    origin: str = field(init=False)  # scheme://host[:port] of the upstream
+    base_path: str = field(init=False)  # upstream path without trailing "/", still encoded
+    inject: dict[str, str] = field(init=False)
+    drop: frozenset[str] = field(init=False)
+    ssl: ssl.SSLContext | bool = field(init=False)  # what aiohttp's `ssl=` gets for this upstream (websockets)
+    endpoint: Endpoint = field(init=False)  # where the upstream client connects, with its TLS context
+    max_concurrent: int | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.name = cfg.name
+        self.prefix = cfg.prefix
+        self.match_prefix = "" if cfg.prefix == "/" else cfg.prefix
+        self.upstream = URL(cfg.upstream)
+        self.origin = str(self.upstream.origin())
+        self.base_path = self.upstream.raw_path.rstrip("/")
+        self.inject = dict(cfg.headers)
+        self.drop = route_drop_set(cfg.headers, pass_client_auth=cfg.pass_client_auth)
+        self.ssl = upstream_ssl(cfg.tls, f"routes.{cfg.name}.tls")
+        self.endpoint = Endpoint(self.upstream, self.ssl)
+        self.max_concurrent = cfg.max_concurrent
+
+    def upstream_target(self, remainder: str, query: str | None) -> str:
+        """The upstream request target (path and query) for the part after the prefix, encoded as received."""
+        path = self.base_path + remainder if remainder else (self.base_path or "/")
+        if path[0] != "/":  # prefix "/x" with target "/x" and base "" → "/"
+            path = "/" + path
+        return path if query is None else f"{path}?{query}"
+
+    def upstream_url(self, remainder: str, query: str | None) -> URL:
+        """The same as a URL on the upstream's origin (for websockets)."""
+        return URL(self.origin + self.upstream_target(remainder, query), encoded=True)
+
+
+class Router:
+    """Longest match on whole path segments over the configured prefixes."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        # Longest prefix first, so the first hit is the longest match.
+        self.routes = sorted(routes, key=lambda r: len(r.match_prefix), reverse=True)
+        self.by_name = {r.name: r for r in routes}
+
+    def match(self, raw_target: str, visible: Callable[[str], bool] | None = None) -> tuple[Route, str, str | None]:
+        """Return (route, remainder of the path after the prefix, raw query or None).
+
+        `visible` limits which route names a "not found" message may list (team mode).
+        """
+        if not raw_target.startswith("/"):
+            if raw_target == "*":
+                raise BadPath("the asterisk target (OPTIONS *) is not proxied; name a route path")
+            raise AbsoluteFormRefused(
+                "absolute-form request targets are refused: authproxy is not an open proxy; "
+                "send the path only, e.g. GET /<route>/..."
+            )
+        if "#" in raw_target:  # never valid in a request target; it could hide a dot-segment
+            raise BadPath("a request target must not contain '#'")
+        path, sep, query = raw_target.partition("?")
+        if path.startswith("/-/"):
+            raise RouteNotFound("no such admin endpoint; /-/ is reserved for authproxy's own endpoints")
+        for route in self.routes:
+            p = route.match_prefix
+            if path.startswith(p) and (len(path) == len(p) or path[len(p)] == "/"):
+                remainder = path[len(p) :]
+                if ("." in remainder or "%" in remainder or "\\" in remainder) and _climbs_out(remainder):
+                    raise BadPath("the path climbs out of the route with dot-segments ('..')", route=route.name)
+                return route, remainder, (query if sep else None)
+        shown = [r.prefix for r in self.routes if visible is None or visible(r.name)]
+        available = ", ".join(sorted(shown)) or "(none)"
+        raise RouteNotFound(f"no route serves this path; available prefixes: {available}")
+
+
+def _climbs_out(remainder: str) -> bool:
+    """True when dot-segments in the (encoded) remainder would go above the route's base.
+
+    Each segment is percent-decoded (repeatedly, so double-encoding cannot hide `..`), and
+    decoded `/` or `\\` split it further, since some upstreams decode those too; `;params` are
+    ignored, as servlet containers ignore them.
+    """
+    depth = 0
+    for segment in remainder.split("/"):
+        decoded = segment
+        for _ in range(3):
+            once = unquote(decoded)
+            if once == decoded:
+                break
+            decoded = once
+        for part in decoded.replace("\\", "/").split("/"):
+            part = part.split(";", 1)[0]  # `..;x` is `..` to Tomcat and Spring (path parameters)
+            if part == "..":
+                depth -= 1
+                if depth < 0:
+                    return True
+            elif part not in ("", "."):
+                depth += 1
+    return False

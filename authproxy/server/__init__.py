@@ -1,0 +1,1 @@
+"""The aiohttp application and its life: runtime state, middleware, admin, reload, listeners, workers."""

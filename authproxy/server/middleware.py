@@ -1,0 +1,61 @@
+"""The one middleware: listener separation, browser protection, the admin key, and JSON refusals."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import SystemRoute
+
+from authproxy.errors import RouteNotFound, Unauthorized
+from authproxy.proxy.handler import ProxyHandler
+from authproxy.proxy.headers import request_id_from
+from authproxy.proxy.responses import error_response
+from authproxy.server.runtime import Runtime
+
+ADMIN_PREFIX = "/-/"
+LOGIN_PREFIX = "/-/login/"  # browser navigations (the provider redirects back here); state-protected
+OPEN_ADMIN_PATHS = frozenset(("/-/health",))  # liveness probes carry no key
+
+
+def listener_middleware(proxy: ProxyHandler, runtime: Runtime) -> Middleware:
+    """Keep admin and proxy traffic on their own listeners, and refuse what the router cannot match.
+
+    aiohttp's router answers CONNECT and `OPTIONS *` with a plain-text 404; the proxy handler
+    refuses them with JSON errors instead. With a separate admin listener, /-/ is served only
+    there and routes only on the main one.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # The router matches the decoded, normalised path (`/%2D/status`, `/x/../-/status` and absolute-form
+        # targets reach /-/ handlers): admin checks must see what the router sees, not only the raw target.
+        path = request.raw_path
+        if not path.startswith(ADMIN_PREFIX) and request.path.startswith(ADMIN_PREFIX):
+            path = request.path
+        admin_path = path.startswith(ADMIN_PREFIX)
+        if runtime.admin_port is not None:
+            sockname = request.transport.get_extra_info("sockname") if request.transport else None
+            on_admin = bool(sockname) and sockname[1] == runtime.admin_port
+            if on_admin != admin_path:
+                listener = "the admin listener" if on_admin else "this listener"
+                return error_response(RouteNotFound(f"not served on {listener}"), request_id_from(request.headers))
+        login = admin_path and path.startswith(LOGIN_PREFIX) and request.method == "GET"
+        refused = runtime.guard.check(request.headers, navigation_ok=login)
+        if refused is not None:
+            return error_response(refused, request_id_from(request.headers))
+        if admin_path:
+            if path not in OPEN_ADMIN_PATHS and not runtime.gate.admin_allowed(request.headers):
+                refusal = error_response(
+                    Unauthorized(
+                        "the admin endpoints need the admin key (admin.key): send it as a Bearer token, "
+                        "or as the password when a browser asks"
+                    ),
+                    request_id_from(request.headers),
+                )
+                refusal.headers["WWW-Authenticate"] = 'Basic realm="authproxy admin", charset="UTF-8"'
+                return refusal
+        elif isinstance(request.match_info.route, SystemRoute):
+            return await proxy(request)
+        return await handler(request)
+
+    return middleware

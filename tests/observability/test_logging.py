@@ -1,0 +1,140 @@
+"""Access log content and redaction: no secret ever reaches a log line."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from structlog.processors import TimeStamper
+
+from authproxy.observability.access_log import AccessLog
+from authproxy.observability.logging import MASK, LineWriter, Redactor
+
+SENTINELS = ("SENTINEL-HEADER-KEY", "SENTINEL-CLIENT-AUTH", "SENTINEL-QUERY-CODE", "SENTINEL-REFRESH")
+
+
+async def test_access_line_per_request(make_proxy, upstream, client, logs) -> None:
+    proxy = await make_proxy({"routes": {"api": {"upstream": upstream.url}}})
+    async with client.post(proxy.at("/api/x?y=1"), data=b"12345", headers={"X-Request-ID": "rid-7"}) as resp:
+        await resp.read()
+    (line,) = [e for e in logs.events if e["event"] == "request"]
+    assert line["route"] == "api" and line["method"] == "POST" and line["path"] == "/api/x?y=1"
+    assert line["status"] == 200 and line["bytes"] == 5 and line["request_id"] == "rid-7"
+    assert line["duration_ms"] >= 0 and line["upstream_ms"] >= 0 and line["level"] == "info"
+
+
+async def test_no_sentinel_secret_in_any_log_line(make_proxy, upstream, client, logs) -> None:
+    proxy = await make_proxy(
+        {
+            "log": {"level": "debug"},
+            "routes": {
+                "api": {"upstream": upstream.url, "headers": {"x-api-key": SENTINELS[0]}},
+                "dead": {"upstream": "http://127.0.0.1:9", "headers": {"x-api-key": SENTINELS[0]}},
+            },
+        }
+    )
+    targets = [
+        f"/api/cb?code={SENTINELS[2]}&state=1",
+        f"/api/x?refresh_token={SENTINELS[3]}",
+        f"/dead/x?access_token={SENTINELS[2]}",
+        "/nope",
+        f"/api/%2e%2e?code={SENTINELS[2]}",
+    ]
+    for target in targets:
+        async with client.post(
+            proxy.at(target), data=f"refresh_token={SENTINELS[3]}", headers={"Authorization": f"Bearer {SENTINELS[1]}"}
+        ) as resp:
+            body = await resp.text()
+            assert not any(s in body for s in SENTINELS[:2])
+    text = logs.text
+    assert text.count('"event": "request"') == len(targets)
+    for sentinel in SENTINELS:
+        assert sentinel not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Bearer abc.def-ghi", f"Authorization: Bearer {MASK}"),
+        ("Basic dXNlcjpwYXNz", f"Basic {MASK}"),
+        ("/cb?code=xyz&state=2", f"/cb?code={MASK}&state=2"),
+        (
+            "grant_type=refresh_token&refresh_token=r1&client_secret=s1",
+            f"grant_type=refresh_token&refresh_token={MASK}&client_secret={MASK}",
+        ),
+        ('{"access_token": "tok", "expires_in": 3}', f'{{"access_token": "{MASK}", "expires_in": 3}}'),
+        ("nothing secret here", "nothing secret here"),
+        ("token endpoint answered HTTP 500", "token endpoint answered HTTP 500"),
+        ("Token abcdef123456", f"Token {MASK}"),
+        ("bearer AbC.dEf-123", f"bearer {MASK}"),
+        ("registered value LITERAL-SECRET inside", f"registered value {MASK} inside"),
+    ],
+)
+def test_redactor_patterns(text: str, expected: str) -> None:
+    assert Redactor(["LITERAL-SECRET"]).text(text) == expected
+
+
+def test_redactor_masks_secret_keys_recursively() -> None:
+    event = Redactor()(
+        None,
+        "info",
+        {
+            "event": "x",
+            "client_secret": "s",
+            "headers": {"Authorization": "a", "ok": "1"},
+            "items": [{"refresh_token": "r"}],
+            "code": "token_unavailable",
+        },
+    )
+    assert event == {
+        "event": "x",
+        "client_secret": MASK,
+        "headers": {"Authorization": MASK, "ok": "1"},
+        "items": [{"refresh_token": MASK}],
+        "code": "token_unavailable",
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    path=st.text(),
+    route=st.one_of(st.none(), st.text(max_size=20)),
+    duration=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    upstream=st.one_of(st.none(), st.floats(min_value=0, max_value=1e6)),
+    number=st.integers(min_value=0, max_value=2**63),
+    now=st.floats(min_value=0, max_value=4e9),
+)
+def test_the_fast_access_line_is_what_json_dumps_writes(path, route, duration, upstream, number, now) -> None:
+    """The access log builds JSON lines itself (hot path): byte-equal to the renderer's, timestamp included."""
+    renderer = structlog.processors.JSONRenderer()
+    access = AccessLog(renderer, LineWriter(io.StringIO()), Redactor(), TimeStamper(fmt="iso", utc=True))
+    event = {"event": "request", "route": route, "method": "GET", "path": path, "status": 200, "bytes": number}
+    event |= {"duration_ms": duration, "upstream_ms": upstream, "request_id": "rid", "retried": True, "level": "info"}
+    line = access.json_line(dict(event), now)
+    stamp = json.loads(line)["timestamp"]
+    assert line == renderer(None, "info", dict(event, timestamp=stamp))  # same bytes, same key order
+    stamped = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert abs(stamped - datetime.fromtimestamp(now, UTC)) <= timedelta(microseconds=1)
+    assert stamp.endswith("Z") and (stamped.microsecond == 0) == ("." not in stamp)  # isoformat's shape
+
+
+def test_the_access_log_uses_the_fast_line_for_plain_json_only() -> None:
+    stamper = TimeStamper(fmt="iso", utc=True)
+    writer = LineWriter(io.StringIO())
+    assert AccessLog(structlog.processors.JSONRenderer(), writer, Redactor(), stamper)._fast
+    assert not AccessLog(structlog.processors.JSONRenderer(sort_keys=True), writer, Redactor(), stamper)._fast
+    assert not AccessLog(structlog.dev.ConsoleRenderer(colors=False), writer, Redactor(), stamper)._fast
+    local_time = TimeStamper(fmt="iso", utc=False)
+    assert not AccessLog(structlog.processors.JSONRenderer(), writer, Redactor(), local_time)._fast
+    lines: list[str] = []
+    writer.msg = lines.append  # type: ignore[method-assign]
+    AccessLog(structlog.processors.JSONRenderer(), writer, Redactor(["SENTINEL-X"]), stamper)(
+        {"event": "request", "path": "/a?k=SENTINEL-X", "status": 200}
+    )
+    (line,) = lines
+    assert json.loads(line)["path"] == f"/a?k={MASK}" and "SENTINEL-X" not in line

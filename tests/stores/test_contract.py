@@ -1,0 +1,111 @@
+"""The TokenStore contract: every store (memory, file, encrypted file, redis) passes the same tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from authproxy.credentials.tokens import Token
+from authproxy.stores.base import LockingTokenStore, TokenStore, store_lock
+from authproxy.stores.file import FileStore
+from authproxy.stores.memory import MemoryStore
+from authproxy.stores.redis import RedisStore
+from tests.conftest import wait_until
+from tests.fakes import settle
+from tests.fakes.redis_server import REDIS_SERVER, REQUIRED, RedisServer, running_redis
+
+KEY = Fernet.generate_key().decode()
+StoreFactory = Callable[[], TokenStore]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the suite; each test uses its own key prefix."""
+    if REDIS_SERVER is None and not REQUIRED:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "file", "file-encrypted", "redis"])
+async def make_store(request, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """A factory: for shared stores each call is a new handle on the same storage (another process)."""
+    if request.param == "memory":
+        store = MemoryStore()
+        yield lambda: store
+    elif request.param == "redis":
+        url, prefix = request.getfixturevalue("redis_server").url, f"test-{uuid.uuid4().hex[:8]}:"
+        handles: list[RedisStore] = []
+        yield lambda: handles.append(RedisStore(url, key_prefix=prefix)) or handles[-1]
+        for handle in handles:
+            await handle.aclose()
+    else:
+        key = KEY if request.param == "file-encrypted" else None
+        yield lambda: FileStore(tmp_path / "state" / "tokens.json", encryption_key=key)
+
+
+async def test_load_save_overwrite_delete(make_store: StoreFactory) -> None:
+    store = make_store()
+    assert isinstance(store, TokenStore) and isinstance(store, LockingTokenStore)
+    assert await store.load("route:a") is None
+    token = Token("at", 100.5, refresh_token="rt", token_type="DPoP", obtained_at=50.25, identity="v1:abc")
+    await store.save("route:a", token)
+    assert await make_store().load("route:a") == token
+    await store.save("route:a", Token("at2", None))
+    assert await make_store().load("route:a") == Token("at2", None)
+    await store.delete("route:a")
+    await store.delete("route:missing")
+    assert await make_store().load("route:a") is None
+
+
+async def test_keys_are_independent(make_store: StoreFactory) -> None:
+    store = make_store()
+    await store.save("route:a", Token("a", 1.0))
+    await store.save("route:b", Token("b", 2.0, refresh_token="rb"))
+    await store.delete("route:a")
+    assert await make_store().load("route:b") == Token("b", 2.0, refresh_token="rb")
+    assert make_store().keys() == ["route:b"]  # type: ignore[attr-defined]
+
+
+async def test_odd_values_round_trip(make_store: StoreFactory) -> None:
+    token = Token('ä€"\\\n', 1e12, refresh_token="r" * 5000)
+    await make_store().save("route:odd/key with spaces", token)
+    assert await make_store().load("route:odd/key with spaces") == token
+
+
+async def test_lock_serialises_one_key_only(make_store: StoreFactory) -> None:
+    order: list[str] = []
+
+    async def holder(key: str, name: str, release: asyncio.Event) -> None:
+        async with store_lock(make_store(), key):
+            order.append(f"{name}+")
+            await release.wait()
+            order.append(f"{name}-")
+
+    first, second, other = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.ensure_future(holder("k", "a", first)), asyncio.ensure_future(holder("other", "c", other))]
+    await wait_until(lambda: len(order) >= 2)  # a shared store may need a round trip to lock (in any order)
+    tasks.append(asyncio.ensure_future(holder("k", "b", second)))  # tries while a holds the lock
+    await settle()
+    assert sorted(order) == ["a+", "c+"]
+    second.set()
+    other.set()
+    await settle()
+    assert sorted(order[:2]) == ["a+", "c+"] and order[2:] == ["c-"]
+    first.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)  # b may have waited in a thread (another handle)
+    assert order[2:] == ["c-", "a-", "b+", "b-"]
+
+
+async def test_save_inside_the_lock(make_store: StoreFactory) -> None:
+    """What a credential does: load, fetch and save while holding the key's lock."""
+    store = make_store()
+    async with store_lock(store, "route:a"):
+        assert await store.load("route:a") is None
+        await store.save("route:a", Token("at", 5.0))
+    assert await make_store().load("route:a") == Token("at", 5.0)
