@@ -25,6 +25,7 @@ from authproxy.server.app import build_app
 from authproxy.server.runtime import RUNTIME
 from authproxy.server.serve import start_server
 from authproxy.stores.memory import MemoryStore
+from authproxy.upstream.pool import NativeTransport
 from tests.fakes import FixedRandom, make_route
 from tests.fakes.clock import FakeClock
 from tests.fakes.token_server import TokenServer
@@ -143,10 +144,11 @@ def token_server(server: TokenServer) -> TokenServer:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain client session, as the app gives credentials for token endpoints."""
-    async with aiohttp.ClientSession() as session:
-        yield session
+async def transport() -> AsyncIterator[NativeTransport]:
+    """The transport token requests go through, as the app gives credentials."""
+    native = NativeTransport(limit=8)
+    yield native
+    await native.close()
 
 
 @pytest.fixture
@@ -156,7 +158,7 @@ def store() -> MemoryStore:
 
 @pytest.fixture
 def build(
-    http: aiohttp.ClientSession, store: MemoryStore, clock: FakeClock, server: TokenServer
+    transport: NativeTransport, store: MemoryStore, clock: FakeClock, server: TokenServer
 ) -> Callable[..., Credential]:
     """Build route `api`'s credential against `server` (deterministic jitter; nothing started)."""
 
@@ -165,7 +167,7 @@ def build(
         auth.setdefault("client_id", "cid")
         auth.setdefault("client_secret", "csecret")
         route = make_route("api", grant=grant, **auth)
-        cred = build_credential(route, http=http, store=store_ or store, clock=clock, rng=FixedRandom())
+        cred = build_credential(route, transport=transport, store=store_ or store, clock=clock, rng=FixedRandom())
         assert cred is not None
         return cred
 

@@ -15,16 +15,16 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
 from authproxy.clock import SystemClock
 from authproxy.config.load import load_config, parse_config
 from authproxy.config.schema import AuthConfig, Config, RouteConfig
-from authproxy.credentials.build import NotConfiguredCredential, build_credential, build_source, not_configured
+from authproxy.credentials.build import build_credential, build_source, not_configured
 from authproxy.errors import ConfigError, NotConfigured
 from authproxy.stores.memory import MemoryStore
+from authproxy.upstream.pool import NativeTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
@@ -147,26 +147,25 @@ def test_absent_settings_stay_config_errors() -> None:
     assert "routes.r.auth.client_secret" in str(err.value)
     absent = dataclasses.replace(route(f"{CC}, client_id: id, client_secret: s"), auth=AuthConfig(grant="static"))
     with pytest.raises(ConfigError):  # built without the loader: an absent token is still an error
-        build_source(absent, SystemClock())
+        build_source(absent, SystemClock(), NativeTransport())
 
 
-async def test_not_configured_credential_fails_fast_and_reports_failed() -> None:
+async def test_not_configured_credential_fails_fast_and_reports_not_configured(transport) -> None:
     cfg = route(f"{CC}, client_id: '', client_secret: ''", "    headers: {x-api-key: ''}\n")
-    async with aiohttp.ClientSession() as http:
-        credential = build_credential(cfg, http=http, store=MemoryStore(), clock=SystemClock())
-        assert isinstance(credential, NotConfiguredCredential)
-        credential.start()
-        with pytest.raises(NotConfigured) as err:
-            await credential.current()
-        assert err.value.code == "not_configured" and err.value.status == 503
-        for key in ("routes.r.auth.client_id", "routes.r.auth.client_secret", "routes.r.headers.x-api-key"):
-            assert key in err.value.message
-        with pytest.raises(NotConfigured):
-            await credential.refresh()
-        status = credential.status()
-        assert status["state"] == "failed" and status["valid"] is False
-        assert status["last_error_code"] == "not_configured"
-        await credential.close()
+    credential = build_credential(cfg, transport=transport, store=MemoryStore(), clock=SystemClock())
+    assert credential is not None and credential.state == "not_configured"
+    credential.start()
+    with pytest.raises(NotConfigured) as err:
+        await credential.current()
+    assert err.value.code == "not_configured" and err.value.status == 503
+    for key in ("routes.r.auth.client_id", "routes.r.auth.client_secret", "routes.r.headers.x-api-key"):
+        assert key in err.value.message
+    with pytest.raises(NotConfigured):
+        await credential.refresh()
+    status = credential.status()
+    assert status["state"] == "not_configured" and status["valid"] is False
+    assert status["last_error_code"] == "not_configured"
+    await credential.close()
 
 
 async def test_example_config_serves_with_nothing_set(make_proxy, client) -> None:

@@ -189,7 +189,7 @@ async def test_three_processes_renew_once_across_an_expiry(
     assert sorted(fetched) == [0, 0, 1] and sorted(adopted) == [0, 1, 1]
     assert [await stop_proxy(p) for p in proxies] == [0, 0, 0]
     assert (await seed.load("route:api")).access_token == "at-1"  # type: ignore[union-attr]
-    await seed.aclose()
+    await seed.close()
 
 
 async def test_a_rotating_refresh_token_is_never_used_twice(
@@ -266,7 +266,7 @@ async def test_redis_killed_and_restarted_mid_traffic_fails_no_request(
     assert len(tokens.requests) == 3  # one at startup (shared), one per process during the outage
     store = RedisStore(redis.url, key_prefix=prefix)
     assert (await store.load("route:api")).access_token in {"at-2", "at-3"}  # type: ignore[union-attr]
-    await store.aclose()
+    await store.close()
     assert [await stop_proxy(p) for p in proxies] == [0, 0]
     logged = json.dumps([p.events for p in proxies])
     for secret in (PASSWORD, SECRET, "at-1", "at-2", "at-3"):

@@ -184,17 +184,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from authproxy.clock import SystemClock
-    from authproxy.credentials.build import build_source, not_configured
+    from authproxy.credentials.build import not_configured
+    from authproxy.server.runtime import build_runtime
+    from authproxy.stores.build import build_store
 
     config = load_config(args.config)
-    problems: list[tuple[str, str]] = []
-    for route in config.routes.values():  # what only building the credential reveals (keys, extras)
-        try:
-            build_source(route, SystemClock())
-        except ConfigError as err:
-            problems += err.problems
-    if problems:
-        raise ConfigError(problems, args.config)
+    # What `run` builds (routes, credentials, client auth, TLS files, the store), not started: nothing connects.
+    runtime = build_runtime(config, clock=SystemClock(), store=build_store(config, serving=True))
+    asyncio.run(runtime.close())
     print(yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False), end="")
     for route in config.routes.values():
         for key in not_configured(route):
@@ -238,17 +235,22 @@ def cmd_token(args: argparse.Namespace) -> int:
 async def _fetch_token(route: RouteConfig, config: Config) -> Token | None:
     from authproxy.clock import SystemClock
     from authproxy.credentials.build import build_credential
-    from authproxy.server.app import token_session
     from authproxy.stores.build import build_store
+    from authproxy.upstream.pool import NativeTransport
 
-    async with token_session() as http:
-        credential = build_credential(route, http=http, store=build_store(config), clock=SystemClock())
+    transport = NativeTransport(limit=4)
+    store = build_store(config)
+    try:
+        credential = build_credential(route, transport=transport, store=store, clock=SystemClock())
         if credential is None:
             return None
         try:
             return await credential.current()
         finally:
             await credential.close()
+    finally:
+        await store.close()
+        await transport.close()
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

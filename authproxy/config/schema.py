@@ -126,6 +126,11 @@ class RouteConfig:
     retry_body_limit: int = opt(1024 * 1024, "Largest request body buffered so it can be resent (bytes or `1MiB`).")
     retry_on_invalid_token_403: bool = opt(False, 'Treat 403 with `error="invalid_token"` like a 401.')
     max_concurrent: int | None = opt(None, "Most requests in flight on this route; more get 503 overloaded.")
+    transport: Literal["auto", "native", "aiohttp"] = opt(
+        "auto",
+        "The HTTP client for this route's requests, websockets and token requests: `native` (authproxy's own "
+        "HTTP/1.1 client; what `auto` picks) or `aiohttp` (aiohttp's client).",
+    )
     tls: UpstreamTLS = opt(doc="TLS towards the upstream (https).", factory=UpstreamTLS)
     auth: AuthConfig = opt(doc="The credential injected into upstream requests.", factory=AuthConfig)
 

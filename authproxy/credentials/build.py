@@ -1,38 +1,35 @@
-"""Credentials: how a route gets the token it injects.
+"""`build_credential(route, ...)`: the grant's `TokenSource` wrapped in a `Credential`.
 
-`build_credential(route, ...)` picks the grant's `TokenSource` (one module per grant) and
-wraps it in a `Credential`, which does the caching, single flight, persistence and background
-renewal for all of them. Config problems found here raise `ConfigError` at startup.
+One module per grant (`grants/`) says how tokens are fetched; the `Credential` does the caching,
+single flight, persistence and background renewal for all of them. Config problems found here
+raise `ConfigError` when the app is built (so `authproxy check` finds them too).
 
 A route whose credential settings are given but empty (`${VAR:-}` with VAR unset) is "not
-configured": it starts, answers 503 `not_configured` naming the empty keys, and reports
-`failed`, so an example config runs before every provider has credentials.
+configured": it starts, answers 503 `not_configured` naming the empty keys, and reports the state
+`not_configured`, so an example config runs before every provider has credentials.
 """
 
 from __future__ import annotations
 
 import random
 
-import aiohttp
-import structlog
-
 from authproxy.clock import Clock
 from authproxy.config.schema import RouteConfig
-from authproxy.credentials.client_auth import basic_authorization, build_client_auth, empty_settings
+from authproxy.credentials.client_auth import build_client_auth, empty_settings
 from authproxy.credentials.credential import Credential
 from authproxy.credentials.endpoint import TokenEndpoint
-from authproxy.credentials.grants.authorization_code import AuthorizationCodeSource, exchange_code
+from authproxy.credentials.grants.authorization_code import AuthorizationCodeSource
 from authproxy.credentials.grants.base import TokenSource
 from authproxy.credentials.grants.client_credentials import ClientCredentialsSource
-from authproxy.credentials.grants.refresh_token import RefreshTokenSource, login_hint
+from authproxy.credentials.grants.refresh_token import RefreshTokenSource
 from authproxy.credentials.grants.static import StaticSource
 from authproxy.credentials.identity import store_key, token_identity
 from authproxy.credentials.refresher import Backoff
+from authproxy.credentials.sync import NoStore, StoreSync
 from authproxy.credentials.tokens import Token
-from authproxy.errors import ConfigError, NotConfigured, TokenEndpointError
+from authproxy.errors import ConfigError, NotConfigured
 from authproxy.stores.base import TokenStore
-
-log = structlog.get_logger("authproxy.credentials")
+from authproxy.upstream.transport import Transport
 
 
 def not_configured(route: RouteConfig) -> list[str]:
@@ -50,76 +47,35 @@ def not_configured(route: RouteConfig) -> list[str]:
     return [f"routes.{route.name}.{key}" for key in keys]
 
 
-class UnconfiguredSource:
-    """Stands in for the grant's source while settings are empty; never talks to anyone."""
-
-    uses_refresh_token = False
-    persist = False
-
-    def __init__(self, route: RouteConfig, keys: list[str]) -> None:
-        self.keys = keys
-        listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
-        self.message = (
-            f"route {route.name!r} is not configured: {listed} {'is' if len(keys) == 1 else 'are'} empty "
-            "(an unset environment variable, or an empty _file?); set "
-            f"{'it' if len(keys) == 1 else 'them'} and restart authproxy"
-        )
-
-    async def fetch(self, http: aiohttp.ClientSession, previous: Token | None) -> Token:
-        raise TokenEndpointError(self.message, oauth_error="not_configured", permanent=True)
-
-    def refresh_token_for(self, previous: Token | None) -> str | None:
-        return None
+def not_configured_error(route: RouteConfig, keys: list[str]) -> NotConfigured:
+    listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+    return NotConfigured(
+        f"route {route.name!r} is not configured: {listed} {'is' if len(keys) == 1 else 'are'} empty "
+        "(an unset environment variable, or an empty _file?); set "
+        f"{'it' if len(keys) == 1 else 'them'} and restart authproxy",
+        route=route.name,
+    )
 
 
-class NotConfiguredCredential(Credential):
-    """A route that starts but cannot serve: every request gets 503 `not_configured`, status `failed`."""
-
-    source: UnconfiguredSource
-
-    def start(self) -> None:
-        """Nothing to renew; say once, at startup, what to set."""
-        log.warning("route_not_configured", route=self.name, empty=self.source.keys, detail=self.source.message)
-
-    async def current(self) -> Token:
-        raise NotConfigured(self.source.message, route=self.name)
-
-    async def refresh(self, stale: Token | None = None) -> Token:
-        raise NotConfigured(self.source.message, route=self.name)
-
-    def status(self) -> dict[str, object]:
-        status = super().status()
-        status.update(
-            state="failed",
-            valid=False,
-            last_outcome="failed",
-            last_error_code="not_configured",
-            message=self.source.message,
-        )
-        return status
-
-
-def build_endpoint(route: RouteConfig, clock: Clock) -> TokenEndpoint:
+def build_endpoint(route: RouteConfig, clock: Clock, transport: Transport) -> TokenEndpoint:
     """The route's token endpoint (also what `authproxy login` uses to exchange a code)."""
     auth, where = route.auth, f"routes.{route.name}.auth"
     if not auth.token_url:
         raise ConfigError([(f"{where}.token_url", f"grant {auth.grant} needs a token_url")])
-    return TokenEndpoint(auth, auth.token_url, build_client_auth(auth, auth.token_url, where=where), clock)
+    client_auth = build_client_auth(auth, auth.token_url, where=where)
+    return TokenEndpoint(auth, auth.token_url, client_auth, clock, transport)
 
 
-def build_source(route: RouteConfig, clock: Clock) -> TokenSource | None:
-    """The grant's token source; None for grant `none`; `UnconfiguredSource` when settings are empty."""
+def build_source(route: RouteConfig, clock: Clock, transport: Transport) -> TokenSource | None:
+    """The grant's token source; None for grant `none`. Raises ConfigError for unusable settings."""
     auth = route.auth
-    empty = not_configured(route)
-    if empty:
-        return UnconfiguredSource(route, empty)
     if auth.grant == "none":
         return None
     if auth.grant == "static":
         if not auth.token:
             raise ConfigError([(f"routes.{route.name}.auth.token", "grant static needs a token (or token_file)")])
         return StaticSource(auth.token, auth.token_type)
-    endpoint = build_endpoint(route, clock)
+    endpoint = build_endpoint(route, clock, transport)
     if auth.grant == "client_credentials":
         return ClientCredentialsSource(endpoint)
     if auth.grant == "refresh_token":
@@ -132,36 +88,47 @@ def build_source(route: RouteConfig, clock: Clock) -> TokenSource | None:
 def build_credential(
     route: RouteConfig,
     *,
-    http: aiohttp.ClientSession,
+    transport: Transport,
     store: TokenStore,
     clock: Clock,
     rng: random.Random | None = None,
     backoff: Backoff | None = None,
 ) -> Credential | None:
-    """The route's credential (None for grant `none`); `http` is the token-endpoint session."""
-    source = build_source(route, clock)
+    """The route's credential (None for grant `none`), not started; `transport` carries its token requests."""
+    auth = route.auth
+    empty = not_configured(route)
+    if empty:  # even for grant none: an empty header the route injects (x-api-key) must not go out
+        parked = not_configured_error(route, empty)
+        return Credential(route.name, _Unconfigured(), NoStore(), clock=clock, parked=parked)
+    source = build_source(route, clock, transport)
     if source is None:
         return None
-    if isinstance(source, UnconfiguredSource):
-        return NotConfiguredCredential(route.name, source, http=http, store=store, clock=clock, auth=route.auth)
+    sync: StoreSync | NoStore = NoStore()
+    if source.persist:
+        sync = StoreSync(route.name, store, store_key(route.name), token_identity(auth), clock)
     return Credential(
-        route.name, source, http=http, store=store, clock=clock, auth=route.auth, rng=rng, backoff=backoff
+        route.name,
+        source,
+        sync,
+        clock=clock,
+        max_wait=auth.max_wait,
+        min_leeway=auth.min_leeway,
+        token_type=auth.token_type,
+        rng=rng,
+        backoff=backoff,
     )
 
 
-__all__ = [
-    "Backoff",
-    "Credential",
-    "NotConfiguredCredential",
-    "TokenEndpoint",
-    "TokenSource",
-    "basic_authorization",
-    "build_credential",
-    "build_endpoint",
-    "build_source",
-    "exchange_code",
-    "login_hint",
-    "not_configured",
-    "store_key",
-    "token_identity",
-]
+class _Unconfigured:
+    """The source of a not-configured credential: never asked for anything (the credential stays parked)."""
+
+    persist = False
+
+    async def fetch(self, previous: Token | None) -> Token:
+        raise AssertionError("a not-configured credential never requests a token")
+
+    def refresh_token_for(self, previous: Token | None) -> str | None:
+        return None
+
+    def relogin_hint(self) -> str | None:
+        return None

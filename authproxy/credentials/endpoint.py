@@ -8,43 +8,56 @@ server's `error_description`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
 
+from authproxy import __version__
 from authproxy.clock import Clock
 from authproxy.config.schema import AuthConfig
 from authproxy.credentials.client_auth import ClientAuthMethod
 from authproxy.credentials.tokens import Token
 from authproxy.errors import TokenEndpointError
+from authproxy.upstream.transport import Endpoint, Transport, TransportError, UpstreamConnectError, UpstreamTimeoutError
 
 # RFC 6749 §5.2 errors that retrying without a human cannot fix.
 PERMANENT_ERRORS = frozenset(
     {"invalid_client", "invalid_grant", "invalid_scope", "unauthorized_client", "unsupported_grant_type"}
 )
 MAX_RESPONSE_BYTES = 256 * 1024
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30.0, connect=10.0)
+TOTAL_TIMEOUT, CONNECT_TIMEOUT = 30.0, 10.0
+USER_AGENT = f"authproxy/{__version__}"  # some token endpoints (behind CDNs) refuse requests without one
 
 
 @dataclass(frozen=True, slots=True)
 class TokenEndpoint:
-    """A route's token endpoint and how to talk to it."""
+    """A route's token endpoint and how to talk to it (through the transport, like every outbound request)."""
 
     auth: AuthConfig
     token_url: str
     client_auth: ClientAuthMethod
     clock: Clock
-    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
+    transport: Transport
+    timeout: float = TOTAL_TIMEOUT
+    what: str = "token endpoint"  # how messages name it
+    endpoint: Endpoint = field(init=False)
+    target: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        url = URL(self.token_url)
+        object.__setattr__(self, "endpoint", Endpoint(url))  # system CAs, as for every token endpoint
+        object.__setattr__(self, "target", url.raw_path_qs or "/")
 
     async def request(
         self,
-        http: aiohttp.ClientSession,
         grant_type: str,
         params: Mapping[str, str],
         *,
@@ -64,7 +77,7 @@ class TokenEndpoint:
         if auth.audience:
             body["audience"] = auth.audience
         body.update(auth.extra_params)
-        headers = {"Accept": "application/json", **parts.headers}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **parts.headers}
         if auth.request_format == "json":
             data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
         else:
@@ -72,7 +85,7 @@ class TokenEndpoint:
         headers.update(auth.extra_headers)
         secrets = [*parts.secrets, *params.values(), *auth.extra_params.values(), *auth.extra_headers.values()]
         sent_at = self.clock.now()  # lifetimes count from the request, not the answer
-        status, content_type, raw = await self._post(http, data, headers)
+        status, content_type, raw = await self.post(data, headers)
         answer = _parse_json(raw)
         if not 200 <= status < 300 or (
             isinstance(answer, dict) and "error" in answer and lookup(answer, auth.response.access_token) is None
@@ -86,17 +99,30 @@ class TokenEndpoint:
             )
         return self._token_from(answer, status, sent_at, previous_refresh)
 
-    async def _post(self, http: aiohttp.ClientSession, data: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
-        host = urlsplit(self.token_url).netloc
+    async def post(self, data: bytes, headers: Mapping[str, str]) -> tuple[int, str, bytes]:
+        """POST `data` without following redirects: (status, content type, body up to MAX_RESPONSE_BYTES)."""
+        host = self.endpoint.host_header
         try:
-            async with http.post(
-                self.token_url, data=data, headers=headers, allow_redirects=False, timeout=self.timeout
-            ) as resp:
-                return resp.status, resp.headers.get("Content-Type", ""), await _read_limited(resp)
-        except TimeoutError:
-            raise TokenEndpointError(f"token endpoint {host} timed out") from None
-        except aiohttp.ClientError as exc:
-            raise TokenEndpointError(f"cannot reach token endpoint {host} ({type(exc).__name__})") from None
+            async with asyncio.timeout(self.timeout):
+                response = await self.transport.request(
+                    self.endpoint,
+                    "POST",
+                    self.target,
+                    CIMultiDict(headers),
+                    data,
+                    connect_timeout=min(CONNECT_TIMEOUT, self.timeout),
+                    read_timeout=self.timeout,
+                )
+                try:
+                    return response.status, response.headers.get("Content-Type", ""), await _read_limited(response)
+                finally:
+                    response.release()
+        except (TimeoutError, UpstreamTimeoutError):
+            raise TokenEndpointError(f"{self.what} {host} timed out") from None
+        except UpstreamConnectError as exc:
+            raise TokenEndpointError(f"cannot reach {self.what} {host} ({exc.reason})") from None
+        except TransportError as exc:
+            raise TokenEndpointError(f"cannot reach {self.what} {host} ({exc})") from None
 
     def _token_from(self, answer: dict[str, Any], status: int, sent_at: float, previous_refresh: str | None) -> Token:
         mapping = self.auth.response
@@ -220,16 +246,15 @@ def redact(text: str, secrets: list[str], limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-async def _read_limited(resp: aiohttp.ClientResponse) -> bytes:
+async def _read_limited(response: Any) -> bytes:
     """The body, up to MAX_RESPONSE_BYTES (a token answer is small; more is not a token answer)."""
     chunks: list[bytes] = []
     size = 0
-    while size <= MAX_RESPONSE_BYTES:
-        chunk = await resp.content.read(64 * 1024)
-        if not chunk:
-            break
+    async for chunk in response.chunks():
         chunks.append(chunk)
         size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            break
     return b"".join(chunks)
 
 

@@ -1,5 +1,5 @@
-"""What a failed token request means for clients: classification, the messages they see, and when a
-refused token may not be renewed again.
+"""What a failed token request means: classification, the policy that decides when to try again, the
+messages clients see, and the hold on renewing a token the upstream refused right after a renewal.
 
 Messages name the route and the OAuth error and say what to do; they never hold a secret
 (the endpoint's own text has already been redacted by `endpoint.py`).
@@ -7,9 +7,12 @@ Messages name the route and the OAuth error and say what to do; they never hold 
 
 from __future__ import annotations
 
+import random
+
 import structlog
 
 from authproxy.clock import Clock
+from authproxy.credentials.refresher import Backoff
 from authproxy.credentials.tokens import Token
 from authproxy.errors import AuthProxyError, CredentialFailed, LoginRequired, TokenEndpointError, TokenUnavailable
 
@@ -48,17 +51,78 @@ def permanent_error(route: str, exc: TokenEndpointError, *, relogin_hint: str | 
     return CredentialFailed(f"the token endpoint refused route {route!r} ({exc.oauth_error}): {advice}", route=route)
 
 
-def transient_error(route: str, exc: TokenEndpointError, delay: float) -> TokenUnavailable:
-    return TokenUnavailable(
-        f"cannot get a token for route {route!r}: {exc.message}; retrying in {delay:.0f}s",
-        route=route,
-        retry_after=delay,
-    )
-
-
 def unavailable(route: str, reason: str, retry_after: float = 1.0) -> TokenUnavailable:
     """No token right now, for a reason that is not the endpoint's answer (waiting, backoff)."""
     return TokenUnavailable(f"no token for route {route!r}: {reason}", route=route, retry_after=retry_after)
+
+
+class FailurePolicy:
+    """When the next token request may go out after failures, and what callers are told meanwhile.
+
+    Transient failures back off exponentially (with jitter, from an injected random source);
+    a permanent one parks the credential with its error: `login_required` until a new login, or
+    `failed` with a cool-down after which one lazy retry is allowed (no hot loop either way).
+    """
+
+    def __init__(self, route: str, clock: Clock, backoff: Backoff, rng: random.Random) -> None:
+        self._route, self._clock, self._backoff, self._rng = route, clock, backoff, rng
+        self.failures = 0  # consecutive transient failures
+        self.parked: AuthProxyError | None = None  # LoginRequired | CredentialFailed | NotConfigured
+        self.dead_refresh: str | None = None  # the refresh token the endpoint rejected: never adopt it again
+        self.last_code: str | None = None
+        self._retry_at: float | None = None  # monotonic: the backoff, or the cool-down of a `failed` credential
+
+    def retry_in(self) -> float | None:
+        """Seconds until a request may go out (0.0: now), None when nothing holds it back."""
+        if self._retry_at is None:
+            return None
+        return max(0.0, self._retry_at - self._clock.monotonic())
+
+    def transient(self, exc: TokenEndpointError) -> TokenUnavailable:
+        """Count a failure that retrying may fix; the error callers get until the backoff is over."""
+        self.failures += 1
+        self.last_code = error_code(exc)
+        delay = self._backoff.delay(self.failures, self._rng)
+        self._retry_at = self._clock.monotonic() + delay
+        return TokenUnavailable(
+            f"cannot get a token for route {self._route!r}: {exc.message}; retrying in {delay:.0f}s",
+            route=self._route,
+            retry_after=delay,
+        )
+
+    def park(
+        self, error: AuthProxyError, code: str, *, cool_down: bool = False, dead_refresh: str | None = None
+    ) -> None:
+        """A human must act before the next request; with `cool_down`, one lazy retry after `backoff.cap`."""
+        self.parked, self.failures, self.last_code, self.dead_refresh = error, 0, code, dead_refresh
+        self._retry_at = self._clock.monotonic() + self._backoff.cap if cool_down else None
+
+    def cooled_down(self) -> bool:
+        """A `failed` credential's cool-down is over: one lazy retry may go out."""
+        return self.parked is not None and self.retry_in() == 0.0
+
+    def blocked(self) -> AuthProxyError | None:
+        """The error a caller gets instead of a new request now, or None when one may go out."""
+        if self.parked is not None:
+            return None if self.cooled_down() else self.fresh(self.parked)
+        retry_in = self.retry_in()
+        if retry_in:
+            return unavailable(
+                self._route, f"the token endpoint is failing ({self.last_code}); retrying in {retry_in:.0f}s", retry_in
+            )
+        return None
+
+    def succeeded(self) -> None:
+        self.failures, self._retry_at, self.parked, self.dead_refresh, self.last_code = 0, None, None, None, None
+
+    def clear(self) -> None:
+        """A new login or a token saved elsewhere: forget the failures (the outcome codes stay for status)."""
+        self.failures, self._retry_at, self.parked, self.dead_refresh = 0, None, None, None
+
+    def fresh(self, error: AuthProxyError) -> AuthProxyError:
+        """A new exception per caller (one shared instance would share its traceback)."""
+        retry_after = self.retry_in() if isinstance(error, TokenUnavailable) else error.retry_after
+        return type(error)(error.message, route=self._route, retry_after=retry_after)
 
 
 REJECTED_HOLD = 30.0  # seconds before a token refused right after a renewal may be renewed on a 401 again

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import threading
 import webbrowser
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TextIO
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from authproxy.clock import Clock, SystemClock
 from authproxy.config.load import load_config
@@ -39,9 +38,10 @@ from authproxy.login.flow import (
     revoke,
 )
 from authproxy.observability.logging import Redactor, configure_logging
-from authproxy.stores.base import TokenStore, store_lock
+from authproxy.stores.base import TokenStore
 from authproxy.stores.build import build_store
-from authproxy.stores.memory import MemoryStore
+from authproxy.upstream.pool import NativeTransport
+from authproxy.upstream.transport import Transport
 
 EXIT_FAILED = 1
 ReadLine = Callable[[], Awaitable[str | None]]  # the next pasted line; None at end of input
@@ -60,7 +60,7 @@ def cmd_login(args: argparse.Namespace) -> int:
         print(f"login failed: {err.message}", file=sys.stderr)
         return EXIT_FAILED
     store = build_store(config)  # ConfigError (exit 2) for a corrupt or undecryptable file
-    if isinstance(store, MemoryStore):
+    if store.kind == "memory":
         print(
             "login failed: store.kind is memory, so the tokens would be lost when this command exits; "
             "remove `store: {kind: memory}` (a file store is the default for login routes), or log in through "
@@ -97,7 +97,7 @@ async def run_login(
     open_browser: OpenBrowser | None = None,
     read_line: ReadLine | None = None,
     clock: Clock | None = None,
-    http: aiohttp.ClientSession | None = None,
+    transport: Transport | None = None,
     out: TextIO | None = None,
     proxy_listen: str | None = None,
 ) -> int:
@@ -118,13 +118,8 @@ async def run_login(
             params = await _wait_for_redirect(attempt, server, open_browser, read_line, clock, timeout, out)
             code = read_callback(params, attempt)
             print("Got the authorization code; exchanging it for tokens...", file=out)
-            if http is None:
-                from authproxy.server.app import token_session
-
-                async with token_session() as session:
-                    token = await complete_login(route, attempt, code, http=session, store=store, clock=clock)
-            else:
-                token = await complete_login(route, attempt, code, http=http, store=store, clock=clock)
+            async with _transport(transport) as sender:
+                token = await complete_login(route, attempt, code, transport=sender, store=store, clock=clock)
         except LoginError as err:
             if server is not None:
                 server.finish(err.message)
@@ -142,7 +137,7 @@ async def run_login(
     except LoginError as err:
         print(f"login failed: {err.message}", file=out)
         return EXIT_FAILED
-    print(f"Logged in: route {route.name} ({describe(token, clock)}); saved to {_where(store)}.", file=out)
+    print(f"Logged in: route {route.name} ({describe(token, clock)}); saved to {store.where()}.", file=out)
     if not token.refresh_token:
         print(
             "warning: the provider returned no refresh token, so another login is needed when the access token "
@@ -162,7 +157,7 @@ async def run_logout(
     store: TokenStore,
     *,
     clock: Clock | None = None,
-    http: aiohttp.ClientSession | None = None,
+    transport: Transport | None = None,
     out: TextIO | None = None,
 ) -> int:
     """Delete the stored tokens, then revoke them at the provider when a revocation_url is configured.
@@ -173,16 +168,16 @@ async def run_logout(
     clock = clock or SystemClock()
     key = store_key(route.name)
     try:
-        async with store_lock(store, key):
+        async with store.lock(key):
             token = await store.load(key)
             if token is None:
-                print(f"route {route.name} is not logged in (nothing stored in {_where(store)}).", file=out)
+                print(f"route {route.name} is not logged in (nothing stored in {store.where()}).", file=out)
                 return 0
             await store.delete(key)
     except OSError as exc:
         print(f"logout failed: the token store failed: {exc}; fix store.path and try again", file=out)
         return EXIT_FAILED
-    print(f"Deleted the stored tokens of route {route.name} from {_where(store)}.", file=out)
+    print(f"Deleted the stored tokens of route {route.name} from {store.where()}.", file=out)
     if not route.auth.revocation_url:
         print(
             "No auth.revocation_url is configured, so the provider still considers them valid until they "
@@ -191,13 +186,8 @@ async def run_logout(
         )
         return 0
     try:
-        if http is None:
-            from authproxy.server.app import token_session
-
-            async with token_session() as session:
-                which = await revoke(route, token, http=session, clock=clock)
-        else:
-            which = await revoke(route, token, http=http, clock=clock)
+        async with _transport(transport) as sender:
+            which = await revoke(route, token, transport=sender, clock=clock)
     except LoginError as err:
         print(
             f"logout: the local tokens are deleted, but revoking them failed: {err.message}; "
@@ -302,16 +292,24 @@ def open_system_browser(url: str) -> bool:
         return False
 
 
+@contextlib.asynccontextmanager
+async def _transport(given: Transport | None) -> AsyncIterator[Transport]:
+    """The caller's transport, or one of our own for this command (closed after)."""
+    if given is not None:
+        yield given
+        return
+    own = NativeTransport(limit=4)
+    try:
+        yield own
+    finally:
+        await own.close()
+
+
 def _route(config: Config, name: str) -> RouteConfig | None:
     route = config.routes.get(name)
     if route is None:
         print(f"no route {name!r}; routes: {', '.join(config.routes) or '(none)'}", file=sys.stderr)
     return route
-
-
-def _where(store: TokenStore) -> str:
-    path = getattr(store, "path", None)
-    return str(path) if path is not None else type(store).__name__
 
 
 def _quiet_logging(config: Config) -> None:

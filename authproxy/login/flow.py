@@ -17,21 +17,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import aiohttp
 from yarl import URL
 
 from authproxy.clock import Clock
 from authproxy.config.schema import RouteConfig
 from authproxy.credentials.build import build_endpoint
 from authproxy.credentials.client_auth import build_client_auth
+from authproxy.credentials.endpoint import TokenEndpoint
 from authproxy.credentials.failures import ADVICE
 from authproxy.credentials.grants.authorization_code import exchange_code
 from authproxy.credentials.identity import store_key, token_identity
 from authproxy.credentials.tokens import Token
 from authproxy.errors import AuthProxyError, ConfigError, TokenEndpointError
-from authproxy.stores.base import TokenStore, store_lock
-
-REVOKE_TIMEOUT = aiohttp.ClientTimeout(total=30.0, connect=10.0)
+from authproxy.stores.base import TokenStore
+from authproxy.upstream.transport import Transport
 
 
 class LoginError(AuthProxyError):
@@ -161,18 +160,18 @@ async def complete_login(
     attempt: LoginAttempt,
     code: str,
     *,
-    http: aiohttp.ClientSession,
+    transport: Transport,
     store: TokenStore,
     clock: Clock,
 ) -> Token:
     """Exchange the code (with the route's client auth and the PKCE verifier) and save the tokens."""
     try:
-        endpoint = build_endpoint(route, clock)
+        endpoint = build_endpoint(route, clock, transport)
     except ConfigError as exc:
         raise LoginError("; ".join(f"{path}: {msg}" for path, msg in exc.problems), route=route.name) from None
     try:
         token = await exchange_code(
-            endpoint, http, code=code, redirect_uri=attempt.redirect_uri, code_verifier=attempt.verifier
+            endpoint, code=code, redirect_uri=attempt.redirect_uri, code_verifier=attempt.verifier
         )
     except TokenEndpointError as exc:
         advice = ADVICE.get(exc.oauth_error or "", "check the route's auth settings and the provider's status")
@@ -186,7 +185,7 @@ async def complete_login(
         ) from None
     key = store_key(route.name)
     try:
-        async with store_lock(store, key):
+        async with store.lock(key):
             await store.save(key, replace(token, identity=token_identity(route.auth)))
     except OSError as exc:
         raise SaveFailed(
@@ -196,29 +195,23 @@ async def complete_login(
     return token
 
 
-async def revoke(route: RouteConfig, token: Token, *, http: aiohttp.ClientSession, clock: Clock) -> str:
+async def revoke(route: RouteConfig, token: Token, *, transport: Transport, clock: Clock) -> str:
     """RFC 7009: revoke the refresh token (else the access token); returns which one was revoked."""
     auth, where = route.auth, f"routes.{route.name}.auth"
     url = auth.revocation_url or ""
     try:
-        parts = build_client_auth(auth, url, where=where)(clock)
+        client_auth = build_client_auth(auth, url, where=where)
     except ConfigError as exc:
         raise LoginError("; ".join(f"{path}: {msg}" for path, msg in exc.problems), route=route.name) from None
+    endpoint = TokenEndpoint(auth, url, client_auth, clock, transport, what="revocation endpoint")
+    parts = client_auth(clock)
     hint = "refresh_token" if token.refresh_token else "access_token"
     body = {"token": token.refresh_token or token.access_token, "token_type_hint": hint, **parts.params}
     headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded", **parts.headers}
-    host = urlsplit(url).netloc
     try:
-        async with http.post(
-            url, data=urlencode(body).encode(), headers=headers, allow_redirects=False, timeout=REVOKE_TIMEOUT
-        ) as resp:
-            status, raw = resp.status, await resp.content.read(64 * 1024)
-    except TimeoutError:
-        raise LoginError(f"the revocation endpoint {host} timed out", route=route.name) from None
-    except aiohttp.ClientError as exc:
-        raise LoginError(
-            f"cannot reach the revocation endpoint {host} ({type(exc).__name__})", route=route.name
-        ) from None
+        status, _, raw = await endpoint.post(urlencode(body).encode(), headers)
+    except TokenEndpointError as exc:
+        raise LoginError(exc.message, route=route.name) from None
     if status != 200:
         raise LoginError(f"the revocation endpoint answered HTTP {status}{_oauth_error(raw)}", route=route.name)
     return hint

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from cachetools import TTLCache
 
 from authproxy.clock import Clock
 from authproxy.config.schema import RouteConfig
@@ -25,7 +26,7 @@ from authproxy.errors import AuthProxyError, RouteNotFound
 from authproxy.login.flow import LoginAttempt, LoginError, complete_login, new_attempt, read_callback
 from authproxy.proxy.headers import request_id_from
 from authproxy.proxy.responses import error_response
-from authproxy.server.runtime import CLOCK, RUNTIME, STORE, TOKEN_SESSION
+from authproxy.server.runtime import RUNTIME
 
 log = structlog.get_logger("authproxy.login")
 
@@ -40,34 +41,25 @@ MAX_PENDING = 64  # unauthenticated GETs must not grow memory without bound
 class _Pending:
     attempt: LoginAttempt
     cookie_hash: bytes
-    started: float  # clock.monotonic()
 
 
 class PendingLogins:
-    """Logins started in a browser and not yet called back, by state; oldest dropped first."""
+    """Logins started in a browser and not yet called back, by state: at most MAX_PENDING, each for
+    PENDING_TTL seconds on the app's clock (the least recently started goes first when full)."""
 
     def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._by_state: dict[str, _Pending] = {}
+        self._by_state: TTLCache[str, _Pending] = TTLCache(MAX_PENDING, PENDING_TTL, timer=clock.monotonic)
 
     def add(self, attempt: LoginAttempt, cookie: str) -> None:
-        self._expire()
-        while len(self._by_state) >= MAX_PENDING:
-            self._by_state.pop(next(iter(self._by_state)))
-        self._by_state[attempt.state] = _Pending(attempt, _hash(cookie), self._clock.monotonic())
+        self._by_state[attempt.state] = _Pending(attempt, _hash(cookie))
 
     def take(self, state: str) -> _Pending | None:
         """The pending login for `state`, removed: a state is good for one callback only."""
-        self._expire()
         return self._by_state.pop(state, None)
 
     def __len__(self) -> int:
+        self._by_state.expire()
         return len(self._by_state)
-
-    def _expire(self) -> None:
-        now = self._clock.monotonic()
-        for state in [s for s, p in self._by_state.items() if now - p.started > PENDING_TTL]:
-            del self._by_state[state]
 
 
 PENDING = web.AppKey("pending_logins", PendingLogins)
@@ -81,7 +73,7 @@ def add_login_routes(app: web.Application) -> None:
     """Register the login endpoints (idempotent); call before the app starts."""
     if PENDING in app:
         return
-    app[PENDING] = PendingLogins(app[CLOCK])
+    app[PENDING] = PendingLogins(app[RUNTIME].clock)
 
     def route_config(request: web.Request) -> RouteConfig:
         name = request.match_info["route"]
@@ -131,16 +123,17 @@ def add_login_routes(app: web.Application) -> None:
                     route=name,
                 )
             code = read_callback(request.query, pending.attempt)
-            app = request.app
+            runtime = request.app[RUNTIME]
+            transport = runtime.transports.for_tokens(route)
             token = await complete_login(
-                route, pending.attempt, code, http=app[TOKEN_SESSION], store=app[STORE], clock=app[CLOCK]
+                route, pending.attempt, code, transport=transport, store=runtime.store, clock=runtime.clock
             )
         except LoginError as err:
             log.warning("login_failed", route=name, via="proxy", detail=err.message)
             return error_response(err, request_id)
         except AuthProxyError as err:
             return error_response(err, request_id)
-        served = app[RUNTIME].router.by_name.get(name)
+        served = runtime.router.by_name.get(name)
         credential = served.credential if served is not None else None
         if credential is not None:
             try:

@@ -1,13 +1,20 @@
-"""Reading request bodies from clients under the configured limits (size, slowness)."""
+"""Reading request bodies from clients under the configured limits (size, slowness).
+
+A body that may have to be sent twice (a 401 retry) is read whole first, when it is small and its
+length known; any other body streams to the upstream chunk by chunk (`LimitedBody`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
-from aiohttp import StreamReader
+from aiohttp import StreamReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from authproxy.config.schema import Limits
 from authproxy.errors import AuthProxyError, BadRequest, BodyTooLarge, ClientTooSlow
+from authproxy.upstream.transport import Body, BodySourceError
 
 
 def too_large(limit: int) -> BodyTooLarge:
@@ -16,6 +23,21 @@ def too_large(limit: int) -> BodyTooLarge:
 
 def too_slow(timeout: float) -> ClientTooSlow:
     return ClientTooSlow(f"the client sent nothing for {timeout:g} s (limits.client_timeout)")
+
+
+async def request_body(request: web.Request, limits: Limits, *, replay_limit: int | None) -> tuple[Body, bool]:
+    """(body, replayable): a known-length body up to `replay_limit` bytes is read whole, so it can be resent.
+
+    `replay_limit` None: the request will not be resent, so the body streams.
+    """
+    if not request.body_exists:
+        return None, True
+    length = request.content_length
+    if length is not None and length > limits.max_body:
+        raise too_large(limits.max_body)
+    if replay_limit is not None and length is not None and length <= replay_limit:
+        return await read_body(request.content, length, limits.client_timeout), True
+    return LimitedBody(request.content, limits.max_body, limits.client_timeout), False
 
 
 async def read_body(content: StreamReader, length: int, timeout: float) -> bytes:
@@ -32,8 +54,9 @@ async def read_body(content: StreamReader, length: int, timeout: float) -> bytes
 class LimitedBody:
     """A client's body streamed upstream chunk by chunk, cut off past `limit` bytes or `timeout` of silence.
 
-    aiohttp sends it as the upstream request body; when it stops early, `error` says why, so
-    the proxy can answer 413/408 instead of a generic upstream failure.
+    The transport sends it as the upstream request body; when it stops early it raises
+    `BodySourceError` to the transport and keeps the client-facing reason in `error` (413, 408, 400),
+    so the proxy answers that instead of a generic upstream failure.
     """
 
     def __init__(self, content: StreamReader, limit: int, timeout: float) -> None:
@@ -50,12 +73,16 @@ class LimitedBody:
                 async with asyncio.timeout(self.timeout):
                     chunk = await self.content.readany()
             except TimeoutError:
-                self.error = too_slow(self.timeout)
-                raise self.error from None
+                raise self._stop(too_slow(self.timeout)) from None
+            except HttpProcessingError:  # a broken chunked encoding from the client
+                raise self._stop(BadRequest("the request body's chunked encoding is broken")) from None
             if not chunk:
                 return
             total += len(chunk)
             if total > self.limit:
-                self.error = too_large(self.limit)
-                raise self.error
+                raise self._stop(too_large(self.limit))
             yield chunk
+
+    def _stop(self, error: AuthProxyError) -> BodySourceError:
+        self.error = error
+        return BodySourceError(error.message)

@@ -1,13 +1,76 @@
-"""The responses the proxy writes itself: the JSON error body, and hanging up after an answer."""
+"""What goes back to the client: the upstream's answer streamed through, or our own JSON error.
+
+The upstream's body is never buffered: each piece is written as it arrives. A body the upstream
+breaks after its head was sent can only be signalled by cutting the client's connection, never by
+a clean but short body.
+"""
 
 from __future__ import annotations
 
 import math
 
+import structlog
 from aiohttp import web
 
+from authproxy.clock import Clock
 from authproxy.errors import AuthProxyError, BadRequest, ClientTooSlow
-from authproxy.proxy.headers import REQUEST_ID
+from authproxy.proxy.exchange import Exchange
+from authproxy.proxy.headers import REQUEST_ID, response_headers, rewrite_location
+from authproxy.proxy.routing import Route
+from authproxy.upstream.transport import TransportError, UpstreamResponse
+
+NO_BODY_STATUS = frozenset((204, 304))
+
+log = structlog.get_logger("authproxy.proxy")
+
+
+async def stream_back(
+    request: web.Request, upstream: UpstreamResponse, route: Route, request_id: str, exchange: Exchange, clock: Clock
+) -> web.StreamResponse:
+    """Send the upstream's status, headers (hop-by-hop dropped, Location pointed at the proxy) and body."""
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    headers = response_headers(upstream.headers, response.headers)  # straight into the response
+    location = headers.get("Location")
+    if location is not None:
+        headers["Location"] = rewrite_location(
+            location,
+            origin=route.origin,
+            base_path=route.base_path,
+            prefix=route.match_prefix,
+            proxy_origin=f"{request.scheme}://{request.host}",
+        )
+    headers[REQUEST_ID] = request_id
+    await response.prepare(request)
+    exchange.prepared_at = clock.monotonic()
+    if request.method == "HEAD" or upstream.status in NO_BODY_STATUS:
+        await response.write_eof()
+        return response
+    written = 0
+    try:
+        async for chunk in upstream.chunks():
+            await response.write(chunk)
+            written += len(chunk)
+    except TransportError as exc:
+        exchange.bytes = written
+        exchange.error = "upstream_broken_body"
+        log.warning("upstream_broken_body", route=route.name, request_id=request_id, error=type(exc).__name__)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    exchange.bytes = written
+    await response.write_eof()
+    return response
+
+
+def error_response(err: AuthProxyError, request_id: str) -> web.Response:
+    """The JSON error body every client-facing failure uses."""
+    headers = {REQUEST_ID: request_id}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    response = web.json_response(err.body(request_id), status=err.status, headers=headers)
+    if isinstance(err, ClientTooSlow | BadRequest):
+        response.force_close()  # the rest of the request is unread: the connection cannot be reused
+    return response
 
 
 async def hang_up_after(request: web.Request, response: web.Response) -> web.Response:
@@ -20,15 +83,4 @@ async def hang_up_after(request: web.Request, response: web.Response) -> web.Res
     await response.write_eof()
     if request.transport is not None:
         request.transport.close()
-    return response
-
-
-def error_response(err: AuthProxyError, request_id: str) -> web.Response:
-    """The JSON error body every client-facing failure uses."""
-    headers = {REQUEST_ID: request_id}
-    if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
-    response = web.json_response(err.body(request_id), status=err.status, headers=headers)
-    if isinstance(err, ClientTooSlow | BadRequest):
-        response.force_close()  # the rest of the request is unread: the connection cannot be reused
     return response

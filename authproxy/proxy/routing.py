@@ -6,7 +6,6 @@ byte-for-byte as the client sent them.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,8 +16,8 @@ from yarl import URL
 from authproxy.config.schema import RouteConfig
 from authproxy.errors import AbsoluteFormRefused, BadPath, RouteNotFound
 from authproxy.proxy.headers import route_drop_set
-from authproxy.upstream import Endpoint
-from authproxy.upstream.tls import upstream_ssl
+from authproxy.upstream.tls import TlsSettings
+from authproxy.upstream.transport import Endpoint, Transport
 
 if TYPE_CHECKING:
     from authproxy.credentials.credential import Credential
@@ -29,7 +28,8 @@ class Route:
     """A configured route with everything the hot path needs precomputed."""
 
     config: RouteConfig
-    credential: Credential | None = None
+    credential: Credential | None = None  # set when the app starts (and kept across reloads when unchanged)
+    transport: Transport = field(init=False)  # set when the app starts: how requests reach the upstream
     name: str = field(init=False)
     prefix: str = field(init=False)
     match_prefix: str = field(init=False)  # "" for the root prefix "/"
@@ -38,8 +38,8 @@ class Route:
     base_path: str = field(init=False)  # upstream path without trailing "/", still encoded
     inject: dict[str, str] = field(init=False)
     drop: frozenset[str] = field(init=False)
-    ssl: ssl.SSLContext | bool = field(init=False)  # what aiohttp's `ssl=` gets for this upstream (websockets)
-    endpoint: Endpoint = field(init=False)  # where the upstream client connects, with its TLS context
+    tls: TlsSettings = field(init=False)  # how the upstream's certificate is checked (and ours shown)
+    endpoint: Endpoint = field(init=False)  # where the transport connects
     max_concurrent: int | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,8 +52,8 @@ class Route:
         self.base_path = self.upstream.raw_path.rstrip("/")
         self.inject = dict(cfg.headers)
         self.drop = route_drop_set(cfg.headers, pass_client_auth=cfg.pass_client_auth)
-        self.ssl = upstream_ssl(cfg.tls, f"routes.{cfg.name}.tls")
-        self.endpoint = Endpoint(self.upstream, self.ssl)
+        self.tls = TlsSettings.from_config(cfg.tls, f"routes.{cfg.name}.tls")
+        self.endpoint = Endpoint(self.upstream, self.tls)
         self.max_concurrent = cfg.max_concurrent
 
     def upstream_target(self, remainder: str, query: str | None) -> str:

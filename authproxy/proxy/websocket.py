@@ -1,49 +1,30 @@
-"""WebSocket proxying: the handshake carries the route's credentials; frames pass both ways.
+"""WebSocket proxying: the handshake goes through the credential flow; after its 101, bytes pass both ways.
 
-Text, binary, ping/pong and close codes are relayed as they are (no automatic pings or pongs
-on either side, so the two ends see each other's). A 401 on the handshake renews the token and
-retries once, like ordinary requests. When either side closes, the other is closed with the
-same code.
+The client's handshake is checked first (a broken one never reaches the upstream), then sent as an
+ordinary request through the route's transport, with the route's credentials and the client's own
+`Sec-WebSocket-*` headers, so key, subprotocol and extensions are negotiated end to end. A 401 renews
+the token and resends once, like any request. Any answer but a 101 (a refusal, a redirect) goes
+back to the client as it is: no redirect is ever followed. After the 101 the proxy relays raw bytes
+in both directions, with flow control, until either side closes; frames, pings and close codes
+pass through untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
-import aiohttp
-import structlog
-from aiohttp import WSMsgType, web
-from yarl import URL
+from aiohttp import StreamReader, web
 
-from authproxy.errors import BadRequest, UpstreamError
-from authproxy.proxy.headers import upstream_request_headers
+from authproxy.clock import Clock
+from authproxy.errors import BadRequest
+from authproxy.proxy.exchange import Exchange
+from authproxy.proxy.flow import send_with_credential, sender
+from authproxy.proxy.headers import HOP_BY_HOP, REQUEST_ID, upstream_request_headers
+from authproxy.proxy.responses import stream_back
+from authproxy.proxy.routing import Route
+from authproxy.upstream.transport import Tunnel
 
-if TYPE_CHECKING:
-    from authproxy.clock import Clock
-    from authproxy.proxy.handler import Exchange
-    from authproxy.proxy.routing import Route
-
-MAX_MESSAGE = 16 * 1024 * 1024
-# The client library writes its own handshake headers; the client's would clash with them.
-HANDSHAKE_HEADERS = frozenset(
-    (
-        "sec-websocket-key",
-        "sec-websocket-version",
-        "sec-websocket-extensions",
-        "sec-websocket-protocol",
-        "content-length",
-    )
-)
-ABNORMAL = 1011  # what a side is told when the other vanished without a close frame
-
-log = structlog.get_logger("authproxy.websocket")
-
-
-class WebSocketRefused(UpstreamError):
-    """The upstream answered the handshake with an HTTP error (its status is passed on)."""
-
-    code = "websocket_refused"
+READ_LIMIT = 256 * 1024  # client bytes buffered before reading from the client pauses
 
 
 def is_websocket_upgrade(request: web.Request) -> bool:
@@ -53,22 +34,17 @@ def is_websocket_upgrade(request: web.Request) -> bool:
 async def proxy_websocket(
     request: web.Request,
     route: Route,
-    url: URL,
+    target: str,
     request_id: str,
-    session: aiohttp.ClientSession,
     exchange: Exchange,
     clock: Clock,
     key_in_authorization: bool = False,
 ) -> web.StreamResponse:
-    from authproxy.proxy.handler import should_retry, upstream_failure
-
-    client = web.WebSocketResponse(autoping=False, autoclose=False, max_msg_size=MAX_MESSAGE)
-    if not client.can_prepare(request).ok:  # a broken handshake never reaches the upstream
+    if not web.WebSocketResponse().can_prepare(request).ok:  # a broken handshake never reaches the upstream
         raise BadRequest("not a valid WebSocket handshake (Sec-WebSocket-Key / Version)", route=route.name)
-
     headers = upstream_request_headers(
         request.headers,
-        route.drop | HANDSHAKE_HEADERS,
+        route.drop | {"content-length"},
         forwarded_for=request.remote,
         proto=request.scheme,
         host=request.host,
@@ -77,102 +53,73 @@ async def proxy_websocket(
     if key_in_authorization:  # a team member's proxy key, even where the route passes the client's Authorization
         headers.popall("Authorization", None)
     headers.update(route.inject)
-    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-    ws_url = url.with_scheme("wss" if url.scheme == "https" else "ws")
-    credential = route.credential
-    token = await credential.current() if credential is not None else None
-    exchange.sent_at = clock.monotonic()
-    for attempt in (1, 2):
-        if credential is not None and token is not None:
-            headers.update(credential.headers(token))
-        try:
-            async with asyncio.timeout(route.config.connect_timeout + route.config.read_timeout):
-                upstream = await session.ws_connect(
-                    ws_url,
-                    headers=headers,
-                    protocols=protocols,
-                    autoping=False,
-                    ssl=route.ssl,
-                    autoclose=False,
-                    max_msg_size=MAX_MESSAGE,
-                )
-            break
-        except aiohttp.WSServerHandshakeError as exc:
-            challenge = (exc.headers or {}).get("WWW-Authenticate", "")
-            if (
-                attempt == 1
-                and credential is not None
-                and token is not None
-                and should_retry(exc.status or 0, challenge, route, "GET")
-            ):
-                fresh = await credential.refresh(stale=token)
-                if fresh.access_token != token.access_token:
-                    token, exchange.retried = fresh, True
-                    continue
-            refused = WebSocketRefused(
-                f"the upstream refused the WebSocket handshake (HTTP {exc.status})", route=route.name
-            )
-            if exc.status and 400 <= exc.status < 600:
-                refused.status = exc.status
-            raise refused from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise upstream_failure(exc, route) from None
+    headers["Connection"] = "Upgrade"
+    headers["Upgrade"] = "websocket"
+    send = sender(route, "GET", target, None, exchange, clock, upgrade=True)
+    upstream = await send_with_credential(route, "GET", headers, send, exchange, replayable=True)
     exchange.headers_at = clock.monotonic()
-    client = web.WebSocketResponse(
-        protocols=[upstream.protocol] if upstream.protocol else (),
-        autoping=False,
-        autoclose=False,
-        max_msg_size=MAX_MESSAGE,
-    )
+    exchange.status = upstream.status
+    if upstream.status != 101:
+        try:
+            return await stream_back(request, upstream, route, request_id, exchange, clock)
+        finally:
+            upstream.release()
+    tunnel = upstream.tunnel()
     try:
-        await client.prepare(request)
+        response = web.StreamResponse(status=101, reason=upstream.reason)
+        for name, value in upstream.headers.items():
+            if name.lower() not in HOP_BY_HOP:
+                response.headers.add(name, value)
+        response.headers.update({"Connection": "Upgrade", "Upgrade": "websocket", REQUEST_ID: request_id})
+        await response.prepare(request)
         exchange.prepared_at = clock.monotonic()
-        exchange.status = 101
-        await _relay(client, upstream)
+        exchange.bytes = await _relay(request, response, tunnel)
     finally:
-        await upstream.close()
-    return client
+        tunnel.close()
+    return response
 
 
-async def _relay(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    """Pump frames both ways until one side closes; then close the other with the same code."""
-    to_upstream = asyncio.ensure_future(_pump(client, upstream))
-    to_client = asyncio.ensure_future(_pump(upstream, client))
+async def _relay(request: web.Request, response: web.StreamResponse, tunnel: Tunnel) -> int:
+    """Pump bytes both ways until one side closes; returns the bytes sent to the client."""
+    protocol = request.protocol
+    protocol.keep_alive(False)
+    from_client = StreamReader(protocol, READ_LIMIT, loop=asyncio.get_running_loop())  # pauses the client when full
+    protocol.set_parser(_Feed(from_client))  # what the client sends after its handshake, raw
+
+    sent = 0
+
+    async def upstream_to_client() -> None:
+        nonlocal sent
+        while data := await tunnel.read():
+            await response.write(data)
+            sent += len(data)
+
+    async def client_to_upstream() -> None:
+        while data := await from_client.readany():
+            await tunnel.write(data)
+
+    down = asyncio.ensure_future(upstream_to_client())
+    up = asyncio.ensure_future(client_to_upstream())
     try:
-        done, pending = await asyncio.wait((to_upstream, to_client), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        to_upstream.cancel()
-        to_client.cancel()
-        raise
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    finished = done.pop()
-    code, reason = finished.result() if not finished.exception() else (ABNORMAL, "")
-    other = upstream if finished is to_upstream else client
-    await other.close(code=code, message=reason.encode()[:123])
-    origin = client if finished is to_upstream else upstream
-    if not origin.closed:
-        await origin.close(code=code, message=reason.encode()[:123])
+        await asyncio.wait((down, up), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (down, up):
+            task.cancel()
+        await asyncio.gather(down, up, return_exceptions=True)
+        if request.transport is not None:
+            request.transport.close()  # what was written is still delivered
+    return sent
 
 
-async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-) -> tuple[int, str]:
-    """Relay frames from source to sink; return the close code and reason that ended it."""
-    while True:
-        msg = await source.receive()
-        if msg.type is WSMsgType.TEXT:
-            await sink.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            await sink.send_bytes(msg.data)
-        elif msg.type is WSMsgType.PING:
-            await sink.ping(msg.data)
-        elif msg.type is WSMsgType.PONG:
-            await sink.pong(msg.data)
-        elif msg.type is WSMsgType.CLOSE:
-            code = msg.data if isinstance(msg.data, int) and msg.data not in (1005, 1006) else 1000
-            return code, msg.extra or ""
-        else:  # CLOSING, CLOSED, ERROR: the source is gone without a close frame
-            return ABNORMAL, ""
+class _Feed:
+    """The parser aiohttp hands an upgraded connection's bytes to (as it does for its own websockets)."""
+
+    def __init__(self, reader: StreamReader) -> None:
+        self._reader = reader
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self._reader.feed_data(data)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()

@@ -14,8 +14,7 @@ from aiohttp import web
 from authproxy import __version__
 from authproxy.observability.metrics import Collector, exposition
 from authproxy.server.reload import reload_config
-from authproxy.server.runtime import CLOCK, RUNTIME, STATS, STORE
-from authproxy.stores.base import store_status
+from authproxy.server.runtime import RUNTIME, STATS
 
 READY_STATES = frozenset(("valid", "expiring", "refreshing"))
 
@@ -48,7 +47,7 @@ async def ready(request: web.Request) -> web.Response:
         for name, state in credential_states(request.app).items()
         if not state.get("valid")
     ]
-    store = store_status(request.app[STORE])
+    store = request.app[RUNTIME].store.status()
     extra = {"store": store} if store["state"] == "unavailable" else {}
     if not_ready:
         return web.json_response({"ready": False, "not_ready": not_ready, **extra}, status=503)
@@ -76,9 +75,9 @@ def status_document(app: web.Application) -> dict[str, Any]:
         )
     return {
         "version": __version__,
-        "uptime_s": round(app[CLOCK].monotonic() - app[RUNTIME].started, 1),
+        "uptime_s": round(app[RUNTIME].clock.monotonic() - app[RUNTIME].started, 1),
         "listen": app[RUNTIME].url or app[RUNTIME].config.listen,
-        "store": store_status(app[STORE]),
+        "store": app[RUNTIME].store.status(),
         "routes": routes,
     }
 

@@ -21,8 +21,8 @@ from authproxy.credentials.credential import Credential
 from authproxy.credentials.identity import identity_fields, store_key
 from authproxy.errors import ConfigError
 from authproxy.proxy.access import BrowserGuard, Gatekeeper
-from authproxy.proxy.routing import Route, Router
-from authproxy.server.runtime import CLOCK, PROXY, RUNTIME, STORE
+from authproxy.proxy.routing import Router
+from authproxy.server.runtime import PROXY, RUNTIME
 
 log = structlog.get_logger("authproxy.reload")
 
@@ -61,8 +61,6 @@ class ReloadResult:
 
 async def reload_config(app: web.Application) -> ReloadResult:
     """Re-read the file the app was started from and apply it; never raises for a bad config."""
-    from authproxy.server.app import make_credential
-
     runtime = app[RUNTIME]
     if runtime.config_path is None:
         return ReloadResult(409, message="this proxy was not started from a config file; nothing to reload")
@@ -72,19 +70,18 @@ async def reload_config(app: web.Application) -> ReloadResult:
         routes, built, stale_keys = [], [], []
         try:
             for cfg in config.routes.values():  # build everything first: nothing starts or is deleted yet
-                route = Route(cfg)
                 previous = old.get(cfg.name)
                 if previous is not None and previous.config.auth == cfg.auth:
-                    route.credential = previous.credential
+                    route = runtime.new_route(cfg, keep=previous.credential)
                 else:
                     if previous is not None and identity_fields(previous.config.auth) != identity_fields(cfg.auth):
                         stale_keys.append(store_key(cfg.name))  # a token for another client or scope
-                    route.credential = make_credential(app, route, start=False)
+                    route = runtime.new_route(cfg)
                     if route.credential is not None:
                         built.append(route.credential)
                 routes.append(route)
             for key in stale_keys:
-                await app[STORE].delete(key)
+                await runtime.store.delete(key)
         except BaseException:  # a bad config, or the store failing: none of the new credentials may linger
             for credential in built:
                 await credential.close()
@@ -117,7 +114,7 @@ async def reload_config(app: web.Application) -> ReloadResult:
         )
     result.removed = sorted(set(old) - set(config.routes))
     router = Router(routes)
-    gate = Gatekeeper(config, app[CLOCK])
+    gate = Gatekeeper(config, runtime.clock)
     runtime.config, runtime.router, runtime.gate, runtime.guard = config, router, gate, BrowserGuard(config)
     proxy = app[PROXY]
     proxy.router, proxy.gate, proxy.limits = router, gate, config.limits

@@ -1,36 +1,90 @@
-"""Typed keys for the state kept on the aiohttp application (no module-level globals).
+"""Everything a running proxy holds, built from a config without touching the network.
 
-What can change at runtime (config and routes, on reload) sits in one mutable `Runtime`,
-because an aiohttp app's own mapping is frozen once it has started.
+`build_runtime(config)` builds the routes with their credentials (not started), the token store,
+the team-mode gate and the browser guard, and the outbound transports (no connection is opened
+before the first request). `authproxy run` serves it; `authproxy check` builds the very same and
+closes it, so a config that `check` accepts is one `run` can build. What a reload replaces (config,
+routes, gate, guard) sits in the one mutable `Runtime`, because an aiohttp app's own mapping is
+frozen once it has started; the app reaches it through typed `AppKey`s (no module globals).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 
 from authproxy.clock import Clock
-from authproxy.config.schema import Config
+from authproxy.config.schema import Config, RouteConfig
+from authproxy.credentials.build import build_credential
+from authproxy.credentials.credential import Credential
 from authproxy.observability.logging import Redactor
 from authproxy.observability.metrics import Stats
-from authproxy.proxy.routing import Router
+from authproxy.proxy.access import BrowserGuard, Gatekeeper
+from authproxy.proxy.routing import Route, Router
 from authproxy.stores.base import TokenStore
+from authproxy.stores.build import build_store
+from authproxy.upstream.pool import NativeTransport
+from authproxy.upstream.transport import Transport
 
-if TYPE_CHECKING:
-    from authproxy.credentials.credential import Credential
-    from authproxy.proxy.access import BrowserGuard, Gatekeeper
+UPSTREAM_CONNECTIONS = 512  # proxied requests and websockets, all routes together
+TOKEN_CONNECTIONS = 32  # token requests have a pool of their own: busy upstreams never starve a renewal
+IDLE_TIMEOUT = 60.0
+
+
+class Transports:
+    """The app's outbound transports by kind ("native" or "aiohttp"), made on first use, closed at shutdown.
+
+    Token requests get a pool of their own, so upstream traffic can never keep a token from renewing.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._made: dict[tuple[str, str], Transport] = {}
+
+    def for_route(self, route: RouteConfig) -> Transport:
+        return self._get(_kind(route.transport), "upstream", UPSTREAM_CONNECTIONS)
+
+    def for_tokens(self, route: RouteConfig) -> Transport:
+        return self._get(_kind(route.transport), "tokens", TOKEN_CONNECTIONS)
+
+    def _get(self, kind: str, purpose: str, limit: int) -> Transport:
+        transport = self._made.get((kind, purpose))
+        if transport is None:
+            if kind == "aiohttp":
+                from authproxy.upstream.aiohttp_transport import AiohttpTransport
+
+                transport = AiohttpTransport(limit=limit, idle_timeout=IDLE_TIMEOUT)
+            else:
+                transport = NativeTransport(limit=limit, idle_timeout=IDLE_TIMEOUT, clock=self._clock)
+            self._made[(kind, purpose)] = transport
+        return transport
+
+    def connections(self) -> dict[str, dict[str, int]]:
+        return {f"{kind}/{purpose}": t.connections() for (kind, purpose), t in sorted(self._made.items())}
+
+    async def close(self) -> None:
+        for transport in self._made.values():
+            await transport.close()
+
+
+def _kind(setting: str) -> str:
+    """`auto` is the native client (it does all a route can ask for); `aiohttp` picks aiohttp's."""
+    return "aiohttp" if setting == "aiohttp" else "native"
 
 
 @dataclass(slots=True)
 class Runtime:
+    """What serving `config` needs; a reload swaps config, router, gate and guard together."""
+
     config: Config
     router: Router
     gate: Gatekeeper  # team mode: client keys
     guard: BrowserGuard  # Host / Origin / cross-site checks
+    store: TokenStore
+    transports: Transports
+    clock: Clock
     config_path: str | None = None  # where `reload` re-reads the config from
     started: float = 0.0  # clock.monotonic() at build time
     redactor: Redactor | None = None
@@ -38,10 +92,51 @@ class Runtime:
     admin_port: int | None = None  # bound port of the separate admin listener, when there is one
     retired: dict[Credential, asyncio.Task[None]] = field(default_factory=dict)  # replaced by a reload
 
+    def new_route(self, cfg: RouteConfig, keep: Credential | None = None) -> Route:
+        """A route of this runtime with its transport, and `keep` or else a new credential (not started)."""
+        route = Route(cfg)
+        route.transport = self.transports.for_route(cfg)
+        route.credential = keep or build_credential(
+            cfg, transport=self.transports.for_tokens(cfg), store=self.store, clock=self.clock
+        )
+        return route
+
+    def credentials(self) -> set[Credential]:
+        return {r.credential for r in self.router.routes if r.credential is not None} | set(self.retired)
+
+    async def close(self) -> None:
+        """Stop renewing, then close the store (a closing credential may still save) and the transports."""
+        for credential in self.credentials():
+            await credential.close()
+        await self.store.close()
+        await self.transports.close()
+
+
+def build_runtime(
+    config: Config,
+    *,
+    clock: Clock,
+    store: TokenStore | None = None,
+    config_path: str | None = None,
+    redactor: Redactor | None = None,
+) -> Runtime:
+    """Everything `config` describes, built and checked (ConfigError), nothing started or connected."""
+    runtime = Runtime(
+        config,
+        Router([]),
+        Gatekeeper(config, clock),
+        BrowserGuard(config),
+        store or build_store(config),
+        Transports(clock),
+        clock,
+        config_path,
+        clock.monotonic(),
+        redactor,
+    )
+    runtime.router = Router([runtime.new_route(cfg) for cfg in config.routes.values()])
+    return runtime
+
 
 RUNTIME = web.AppKey("runtime", Runtime)
-CLOCK = web.AppKey("clock", Clock)
 STATS = web.AppKey("stats", Stats)
-STORE = web.AppKey("store", TokenStore)
-TOKEN_SESSION = web.AppKey("token_session", aiohttp.ClientSession)
 PROXY = web.AppKey("proxy", "ProxyHandler")

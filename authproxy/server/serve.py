@@ -14,8 +14,7 @@ from authproxy.config.schema import split_listen
 from authproxy.observability.logging import flush_logs
 from authproxy.server.listener import JsonErrorRunner, listener_ssl
 from authproxy.server.reload import reload_config
-from authproxy.server.runtime import RUNTIME, STORE
-from authproxy.stores.base import close_store
+from authproxy.server.runtime import RUNTIME
 
 log = structlog.get_logger("authproxy.server")
 
@@ -26,12 +25,9 @@ async def start_server(
     """Start listening; returns the runner (for cleanup) and the base URL actually bound.
 
     `reuse_port`: SO_REUSEPORT, so several worker processes share the port and the kernel spreads
-    connections across them. The store's connections (redis) are closed with the app, after the
-    credentials (which may still save a token while closing).
+    connections across them.
     """
     config = app[RUNTIME].config
-    if not app.frozen:
-        app.on_cleanup.append(_close_store)
     runner = JsonErrorRunner(
         app,
         handler_cancellation=True,
@@ -107,10 +103,6 @@ async def serve(
         await runner.cleanup()  # stops listening, waits for in-flight requests up to shutdown_timeout
     log.info("stopped")
     flush_logs()
-
-
-async def _close_store(app: web.Application) -> None:
-    await close_store(app[STORE])
 
 
 def _host_for_url(host: str) -> str:

@@ -1,88 +1,63 @@
-"""Where tokens live between requests and restarts: one `TokenStore` protocol for every backend.
+"""Where tokens live between requests and restarts: one `TokenStore` base for every backend.
 
-A store keeps one `Token` per key (`credentials.store_key(route)`). Stores shared between
-processes (file, redis) also offer `lock(key)` so that only one process refreshes a rotating
-refresh token at a time; `store_lock` falls back to no lock for stores without one.
+A store keeps one `Token` per key (`credentials.identity.store_key(route)`). Every store has a
+`lock(key)` held while a token for that key is fetched and saved, so only one renewal runs at a
+time (the base's lock serialises within this process; the file and Redis stores extend it across
+processes, since a rotating refresh token may be spent only once), a `status()` for `/-/status`
+and `/-/ready`, and a `close()`. Callers never probe what a store can do.
+
+I/O failures surface as `OSError` (or a subclass) so callers can keep serving from memory when
+persistence is briefly unavailable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from authproxy.credentials.tokens import Token
 
-if TYPE_CHECKING:
-    pass
 
+class TokenStore(ABC):
+    """The contract every store meets (memory, file, redis); tests/stores/test_contract.py checks it."""
 
-@runtime_checkable
-class TokenStore(Protocol):
-    """The contract every store meets (memory, file, redis).
+    kind = "memory"  # what `status()` reports
 
-    I/O failures should surface as `OSError` (or a subclass) so callers can keep serving from
-    memory when persistence is briefly unavailable.
-    """
+    def __init__(self) -> None:
+        self._key_locks: dict[str, asyncio.Lock] = {}
 
+    @abstractmethod
     async def load(self, key: str) -> Token | None:
         """The token saved under `key`, or None."""
 
+    @abstractmethod
     async def save(self, key: str, token: Token) -> None:
         """Replace the token under `key` atomically (a reader sees the old or the new one)."""
 
+    @abstractmethod
     async def delete(self, key: str) -> None:
         """Forget `key` (missing keys are fine)."""
 
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        """Held while a token for `key` is fetched and saved; shared stores also lock other processes out."""
+        async with self._key_locks.setdefault(key, asyncio.Lock()), self.shared_lock(key):
+            yield
 
-@runtime_checkable
-class LockingTokenStore(TokenStore, Protocol):
-    """A store that can serialise refreshes of one key (across processes when shared)."""
+    @contextlib.asynccontextmanager
+    async def shared_lock(self, key: str) -> AsyncIterator[None]:
+        """The cross-process part of `lock` (taken inside the in-process one); none for a private store."""
+        yield
 
-    def lock(self, key: str) -> AbstractAsyncContextManager[None]:
-        """Held while a token for `key` is fetched and saved."""
+    def where(self) -> str:
+        """Where the tokens are, for messages (a path, a host:port; never a password)."""
+        return "this process's memory"
 
+    def status(self) -> dict[str, object]:
+        """For /-/status and /-/ready: the kind and whether the backend is reachable (never a secret)."""
+        return {"kind": self.kind, "state": "ok"}
 
-def store_lock(store: TokenStore, key: str) -> AbstractAsyncContextManager[None]:
-    """`store.lock(key)` when the store has one, else a no-op context manager."""
-    if isinstance(store, LockingTokenStore):
-        return store.lock(key)
-    return _no_lock()
-
-
-@contextlib.asynccontextmanager
-async def _no_lock() -> AsyncIterator[None]:
-    yield
-
-
-@runtime_checkable
-class ReportingStore(Protocol):
-    """A store whose backend can be unavailable (redis) reports its state."""
-
-    def status(self) -> dict[str, object]: ...
-
-
-def store_status(store: TokenStore) -> dict[str, object]:
-    """For /-/status and /-/ready: the store's kind and whether it is reachable (never a secret)."""
-    if isinstance(store, ReportingStore):
-        return store.status()
-    kind = type(store).__name__.removesuffix("Store").lower()
-    return {"kind": kind, "state": "ok"}
-
-
-async def close_store(store: TokenStore) -> None:
-    """Release the store's connections (redis); a no-op for stores without any."""
-    close = getattr(store, "aclose", None)
-    if close is not None:
-        await close()
-
-
-__all__ = [
-    "LockingTokenStore",
-    "ReportingStore",
-    "TokenStore",
-    "close_store",
-    "store_lock",
-    "store_status",
-]
+    async def close(self) -> None:  # noqa: B027 - most stores hold no connection
+        """Release the store's connections (when the app stops); a no-op for stores without any."""

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from authproxy.credentials.tokens import Token, token_entry, token_from_entry
+from authproxy.stores.base import TokenStore
 
 try:  # POSIX; elsewhere only in-process locking is available
     import fcntl
@@ -80,8 +81,10 @@ def make_cipher(key: str) -> Any:
 LOCK_TIMEOUT = 30.0  # seconds to wait for another process's lock on a key (it holds it for one token request)
 
 
-class FileStore:
+class FileStore(TokenStore):
     """Tokens in one JSON file; safe to share between processes on one machine."""
+
+    kind = "file"
 
     def __init__(
         self,
@@ -92,11 +95,14 @@ class FileStore:
         lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         """`private_dir`: the parent directory is ours (the default location): keep it 0700."""
+        super().__init__()
         self.path = Path(path).expanduser()
         self.lock_timeout = lock_timeout
         self._cipher = make_cipher(encryption_key) if encryption_key else None
         self._private_dir = private_dir
-        self._key_locks: dict[str, asyncio.Lock] = {}
+
+    def where(self) -> str:
+        return str(self.path)
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.path)!r}, encrypted={self._cipher is not None})"
@@ -120,15 +126,14 @@ class FileStore:
         self._modify(lambda tokens: tokens.pop(key, None) is not None)
 
     @contextlib.asynccontextmanager
-    async def lock(self, key: str) -> AsyncIterator[None]:
-        """Serialise fetches for `key` within this process and across processes."""
-        async with self._key_locks.setdefault(key, asyncio.Lock()):
-            self._ensure_dir()
-            fd = await _flock_async(self._lock_path(key), self.lock_timeout)
-            try:
-                yield
-            finally:
-                os.close(fd)  # releases the flock
+    async def shared_lock(self, key: str) -> AsyncIterator[None]:
+        """A lock file per key, so a renewal in one process waits for one in another."""
+        self._ensure_dir()
+        fd = await _flock_async(self._lock_path(key), self.lock_timeout)
+        try:
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     # -- extras ------------------------------------------------------------------------------------
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-
 from authproxy.credentials.tokens import Token
+from authproxy.stores.base import TokenStore
 
 
-class MemoryStore:
-    """A dict of tokens plus one `asyncio.Lock` per key (enough within one process)."""
+class MemoryStore(TokenStore):
+    """A dict of tokens; the base's per-key lock is enough within one process."""
+
+    kind = "memory"
 
     def __init__(self) -> None:
+        super().__init__()
         self._tokens: dict[str, Token] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
 
     async def load(self, key: str) -> Token | None:
         return self._tokens.get(key)
@@ -24,13 +23,6 @@ class MemoryStore:
 
     async def delete(self, key: str) -> None:
         self._tokens.pop(key, None)
-
-    @contextlib.asynccontextmanager
-    async def lock(self, key: str) -> AsyncIterator[None]:
-        """Serialise fetches for `key`; the lock is created on first use."""
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            yield
 
     def keys(self) -> list[str]:
         """Stored keys (for tests and `/-/status`; never the tokens)."""

@@ -31,6 +31,7 @@ import structlog
 
 from authproxy.clock import Clock, SystemClock, wait_event
 from authproxy.credentials.tokens import Token, token_entry, token_from_entry
+from authproxy.stores.base import TokenStore
 
 try:  # the `redis` extra
     from redis.asyncio import Redis
@@ -94,8 +95,10 @@ def address(url: str) -> str:
     return f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
 
 
-class RedisStore:
+class RedisStore(TokenStore):
     """Tokens in Redis, a cross-process refresh lock, and a local fallback during outages."""
+
+    kind = "redis"
 
     def __init__(
         self,
@@ -109,12 +112,12 @@ class RedisStore:
     ) -> None:
         if Redis is None:
             raise ValueError(f"the redis store needs the redis package; {INSTALL_HINT}")
+        super().__init__()
         self._url, self.prefix, self.lock_ttl, self._fallback = url, key_prefix, lock_ttl, fallback
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
-        self._key_locks: dict[str, asyncio.Lock] = {}
         self._local: dict[str, Token | None] = {}  # what this process last saw or saved, per key
         self._dirty: set[str] = set()  # saved while Redis was down: write back when it returns
         self._up: bool | None = None  # None: not contacted yet
@@ -122,6 +125,9 @@ class RedisStore:
         self._error: str | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._down = asyncio.Event()
+
+    def where(self) -> str:
+        return f"Redis at {address(self._url)}"
 
     def __repr__(self) -> str:
         return f"RedisStore({address(self._url)!r}, prefix={self.prefix!r})"
@@ -163,22 +169,21 @@ class RedisStore:
         self._dirty.discard(key)
 
     @contextlib.asynccontextmanager
-    async def lock(self, key: str) -> AsyncIterator[None]:
-        """Serialise fetches for `key` within this process and across every process on this Redis."""
-        async with self._key_locks.setdefault(key, asyncio.Lock()):
-            owner = await self._acquire(key)
-            done = asyncio.Event()
-            keeper = None if owner is None else asyncio.ensure_future(self._keep(key, owner, done))
-            try:
-                yield
-            finally:
-                if keeper is not None:
-                    # Stopped, not cancelled: cancelling redis-py in the middle of a command can leave
-                    # its connection unusable (seen here as a RELEASE that never returned).
-                    done.set()
-                    await asyncio.gather(keeper, return_exceptions=True)
-                    with contextlib.suppress(StoreUnavailable):  # it expires on its own
-                        await self._call(lambda _r: self._script(RELEASE)(keys=[self._lock_key(key)], args=[owner]))
+    async def shared_lock(self, key: str) -> AsyncIterator[None]:
+        """The Redis lock for `key`, so a renewal in any process on this Redis waits for one in another."""
+        owner = await self._acquire(key)
+        done = asyncio.Event()
+        keeper = None if owner is None else asyncio.ensure_future(self._keep(key, owner, done))
+        try:
+            yield
+        finally:
+            if keeper is not None:
+                # Stopped, not cancelled: cancelling redis-py in the middle of a command can leave
+                # its connection unusable (seen here as a RELEASE that never returned).
+                done.set()
+                await asyncio.gather(keeper, return_exceptions=True)
+                with contextlib.suppress(StoreUnavailable):  # it expires on its own
+                    await self._call(lambda _r: self._script(RELEASE)(keys=[self._lock_key(key)], args=[owner]))
 
     # -- extras ------------------------------------------------------------------------------------
 
@@ -203,7 +208,7 @@ class RedisStore:
             "pending_writes": len(self._dirty),
         }
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
             monitor.cancel()

@@ -1,120 +1,64 @@
 """One upstream connection: request out, response parsed by llhttp, body streamed with flow control.
 
-At most one exchange per connection at a time. A connection goes back to the pool only after its
-response was read to the end with keep-alive; anything unexpected (a second answer, bytes while
-idle, a parse error) closes it.
+At most one exchange per connection at a time. A connection goes back to its owner (the pool)
+only after its response was read to the end with keep-alive; anything unexpected (a second answer,
+bytes while idle, a parse error) closes it. After a 101 to an upgrade request the connection stops
+parsing and carries raw bytes for a `NativeTunnel` until either side closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-from collections.abc import AsyncIterable, AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterable
+from typing import Any, Protocol
 
 import httptools
-from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 
-from authproxy.errors import AuthProxyError
+from authproxy.upstream.response import HIGH_WATER, NativeResponse, NativeTunnel
+from authproxy.upstream.transport import (
+    Body,
+    BodySourceError,
+    Endpoint,
+    TransportError,
+    UnsafeHeaderError,
+    UpstreamBrokenError,
+    UpstreamTimeoutError,
+)
 
-if TYPE_CHECKING:
-    from authproxy.upstream.pool import Endpoint, UpstreamPool
-
-HIGH_WATER = 512 * 1024  # response bytes buffered before reading from the upstream pauses
 NO_BODY_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "CONNECT", "DELETE"))
 
 
-class UpstreamConnectError(OSError):
-    """The connection (TCP, DNS, TLS handshake) could not be made; `reason` says why, for clients."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class StaleConnectionError(UpstreamBrokenError):
+    """A reused connection was found closed before any response byte: safe to send again."""
 
 
-class UpstreamTimeoutError(TimeoutError):
-    """Connecting took longer than connect_timeout, or the upstream was silent for read_timeout."""
+class Owner(Protocol):
+    """Where a connection returns when its exchange is over (the pool)."""
+
+    def put_back(self, conn: Connection) -> None: ...
+
+    def forget(self, conn: Connection) -> None: ...
 
 
-class UpstreamBrokenError(ConnectionError):
-    """The upstream closed or reset the connection, or sent something that is not HTTP/1.1."""
-
-
-class UnsafeHeaderError(ValueError):
-    """A header value for the upstream holds a line break (from config or a token endpoint): never sent."""
-
-
-class _Stale(UpstreamBrokenError):
-    """A reused connection was found closed before any response byte: safe to retry."""
-
-
-class UpstreamResponse:
-    """Status and headers at once; the body as it arrives, through `chunks()`; then `release()`."""
-
-    __slots__ = ("_buffered", "_chunks", "_conn", "_done", "_error", "_waiter", "headers", "keep_alive", "reason")
-    __slots__ += ("status", "until_close")
-
-    def __init__(self, conn: _Connection) -> None:
-        self._conn = conn
-        self.status = 0
-        self.reason = ""
-        self.headers: CIMultiDict[str] = CIMultiDict()
-        self.keep_alive = False
-        self.until_close = False
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body, in the pieces that are buffered when asked for (one write each)."""
-        queue = self._chunks
-        while True:
-            if queue:
-                data = queue.popleft() if len(queue) == 1 else b"".join(queue)
-                queue.clear()
-                self._buffered = 0
-                self._conn.consumed()
-                yield data
-            elif self._error is not None:
-                raise self._error
-            elif self._done:
-                return
-            else:
-                self._waiter = asyncio.get_running_loop().create_future()
-                await self._waiter
-
-    def release(self) -> None:
-        """Hand the connection back (kept alive only when this response was read to its end)."""
-        conn, self._conn = self._conn, None  # type: ignore[assignment]
-        if conn is not None:
-            conn.finished(self._done and self._error is None and self.keep_alive and not self._chunks)
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One keep-alive connection to an upstream; at most one exchange at a time."""
 
-    def __init__(self, pool: UpstreamPool, endpoint: Endpoint) -> None:
-        self.pool, self.endpoint = pool, endpoint
+    def __init__(self, owner: Owner, endpoint: Endpoint) -> None:
+        self.owner, self.endpoint = owner, endpoint
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.used = 0  # exchanges started on this connection
-        self.idle_since = 0.0
-        self._response: UpstreamResponse | None = None
-        self._head: asyncio.Future[UpstreamResponse] | None = None
+        self.idle_since = 0.0  # the pool's clock, set when it goes back to the pool
+        self._response: NativeResponse | None = None
+        self._tunnel: NativeTunnel | None = None
+        self._head: asyncio.Future[NativeResponse] | None = None
         self._parser: Any = None
         self._raw: list[tuple[str, str]] = []
         self._reason = ""
         self._no_body = False
+        self._upgrade = False  # the request asked to switch protocols: a 101 is its answer
+        self._upgraded = False  # and the 101 came: raw bytes from here on
         self._interim = False
         self._received = False  # any byte of the current response
         self._read_timeout = 0.0
@@ -131,6 +75,14 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        tunnel = self._tunnel
+        if tunnel is not None:
+            self._inbound(tunnel.inbox, data)
+            return
+        if self._upgraded:  # after the 101, before the tunnel starts: keep the bytes for it
+            if self._response is not None:
+                self._inbound(self._response.inbox, data)
+            return
         if self._parser is None:  # bytes from an idle connection: not HTTP we can trust
             self._abort()
             return
@@ -138,7 +90,15 @@ class _Connection(asyncio.Protocol):
         self._last_read = self.loop.time()
         try:
             self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:  # 101 is not ours to follow
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0]
+            if self._upgraded and self._response is not None:
+                self._parser = None  # the rest is the new protocol's
+                if len(data) > offset:
+                    self._inbound(self._response.inbox, data[offset:])
+            else:
+                self._fail(UpstreamBrokenError("the upstream switched protocols (101) for a plain request"))
+        except httptools.HttpParserError as exc:
             self._fail(UpstreamBrokenError(f"the upstream's response is not usable HTTP/1.1 ({type(exc).__name__})"))
 
     def eof_received(self) -> bool:
@@ -146,13 +106,17 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.pool.forget(self)
+        self.owner.forget(self)
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.inbox.done = True
+            tunnel.inbox.wake()
         response = self._response
-        if response is not None and not response._done and response._error is None:
+        if response is not None and not response.inbox.done and response.inbox.error is None:
             if response.status and response.until_close and exc is None:
                 self.on_message_complete()  # a body delimited by the connection's end is complete
             elif not self._received and self.used > 1:
-                self._fail(_Stale("the upstream closed the kept-alive connection"))
+                self._fail(StaleConnectionError("the upstream closed the kept-alive connection"))
             else:
                 self._fail(UpstreamBrokenError("the upstream closed the connection before the response was complete"))
         self._wake_drain(UpstreamBrokenError("the upstream closed the connection while the body was being sent"))
@@ -168,7 +132,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         response = self._response
-        if response is None or response._done:  # a second answer to one request: the stream cannot be trusted
+        if response is None or response.inbox.done:  # a second answer to one request: cannot be trusted
             self._abort()
 
     def on_status(self, reason: bytes) -> None:
@@ -179,56 +143,58 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
-        if status == 101:  # switching protocols for a request that asked for none
+        if status == 101 and not self._upgrade:  # switching protocols for a request that asked for none
             self._fail(UpstreamBrokenError("the upstream switched protocols (101) for a plain request"))
             return
-        if status < 200:  # 100 Continue, 103 Early Hints: interim, the real answer follows
+        if status < 200 and status != 101:  # 100 Continue, 103 Early Hints: interim, the real answer follows
             self._interim, self._raw = True, []
             return
         response = self._response
-        if response is None or response._done:
+        if response is None or response.inbox.done:
             return
         headers = response.headers = CIMultiDict(self._raw)
         self._raw = []
         response.status, response.reason = status, self._reason
-        response.keep_alive = self._parser.should_keep_alive()
+        response.upgraded = self._upgraded = status == 101
+        response.keep_alive = self._parser.should_keep_alive() and status != 101
         codings = ",".join(headers.getall("Transfer-Encoding", ())).lower().split(",")
         chunked = codings[-1].strip() == "chunked"  # as llhttp reads it: only a final `chunked` frames the body
         response.until_close = not chunked and ("Content-Length" not in headers or codings != [""])
         head = self._head
         if head is not None and not head.done():
             head.set_result(response)
-        if self._no_body or status in (204, 304):
+        if self._no_body or status in (101, 204, 304):
             self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
         response = self._response
-        if response is None or response._done:
-            return
-        response._chunks.append(body)
-        response._buffered += len(body)
-        if response._buffered > HIGH_WATER and not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
-            self.transport.pause_reading()
-        response._wake()
+        if response is not None and not response.inbox.done:
+            self._inbound(response.inbox, body)
 
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
             return
         response = self._response
-        if response is None or response._done:
+        if response is None or response.inbox.done:
             return
-        response._done = True
-        self._parser = None  # anything more before the next request is a protocol error
+        response.inbox.done = True
+        if not response.upgraded:
+            self._parser = None  # anything more before the next request is a protocol error
         self._stop_timer()
-        response._wake()
+        response.inbox.wake()
+
+    def _inbound(self, inbox: Any, data: bytes) -> None:
+        inbox.put(data)
+        if inbox.buffered > HIGH_WATER and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
 
     # -- an exchange ---------------------------------------------------------------------------------
 
     async def exchange(
-        self, method: str, target: str, headers: CIMultiDict[str], body: Any, read_timeout: float
-    ) -> UpstreamResponse:
+        self, method: str, target: str, headers: CIMultiDict[str], body: Body, read_timeout: float, upgrade: bool
+    ) -> NativeResponse:
         """Send the request; return once the response's head is in (the body streams after)."""
         assert self.transport is not None
         try:
@@ -240,11 +206,11 @@ class _Connection(asyncio.Protocol):
             self.finished(reusable=True)
             raise
         self.used += 1
-        self._response = UpstreamResponse(self)
+        self._response = NativeResponse(self)
         self._parser = httptools.HttpResponseParser(self)
         self._head = self.loop.create_future()
         self._raw, self._reason, self._received, self._interim = [], "", False, False
-        self._no_body = method == "HEAD"
+        self._no_body, self._upgrade = method == "HEAD", upgrade
         self._read_timeout = read_timeout
         if body is None or isinstance(body, bytes):
             self.transport.writelines((head, body) if body else (head,))
@@ -268,22 +234,22 @@ class _Connection(asyncio.Protocol):
                     continue
                 self.transport.writelines((chunk,) if sized else (b"%x\r\n" % len(chunk), chunk, b"\r\n"))
                 if self._writing_paused:
-                    await self._drained()
+                    await self._drained(self._read_timeout)
             if self.transport is not None and not sized:
                 self.transport.write(b"0\r\n\r\n")
-        except (UpstreamBrokenError, UpstreamTimeoutError, AuthProxyError) as exc:  # AuthProxyError: a body limit
+        except TransportError as exc:
             self._fail(exc)
             return
-        except (OSError, HttpProcessingError) as exc:  # the client hung up or sent a broken body: the request is void
+        except (BodySourceError, OSError) as exc:  # the client's side of the body failed: the request is void
             why = f"the request body could not be read from the client ({type(exc).__name__})"
             self._fail(UpstreamBrokenError(why))
             return
         self._start_timer()
 
-    async def _drained(self) -> None:
+    async def _drained(self, timeout: float) -> None:
         self._drain = self.loop.create_future()
         try:
-            async with asyncio.timeout(self._read_timeout):
+            async with asyncio.timeout(timeout):
                 await self._drain
         except TimeoutError:
             raise UpstreamTimeoutError("the upstream stopped reading the request body") from None
@@ -296,8 +262,10 @@ class _Connection(asyncio.Protocol):
             else:
                 drain.set_exception(exc)
 
+    # -- what the response and the tunnel use (response.Source) --------------------------------------
+
     def consumed(self) -> None:
-        """The reader took the buffered body: read from the upstream again (the silence clock restarts)."""
+        """The reader took the buffered bytes: read from the upstream again (the silence clock restarts)."""
         if self._reading_paused and self.transport is not None:
             self._reading_paused = False
             self._last_read = self.loop.time()
@@ -311,11 +279,34 @@ class _Connection(asyncio.Protocol):
             reusable = False
         self._response, self._head = None, None
         self._stop_timer()
-        if reusable and self.transport is not None and not self.transport.is_closing():
-            self.idle_since = self.loop.time()
-            self.pool.put_back(self)
+        if self._tunnel is not None or self._upgraded:
+            self._close()  # a tunnel ends with what was written still delivered
+        elif reusable and self.transport is not None and not self.transport.is_closing():
+            self.owner.put_back(self)
         else:
             self._abort()
+
+    def start_tunnel(self, tunnel: NativeTunnel) -> None:
+        """Raw bytes both ways from now on; what arrived with the 101 goes first."""
+        response = self._response
+        self._response, self._head, self._tunnel = None, None, tunnel
+        self._stop_timer()
+        if response is not None and response.inbox.chunks:
+            tunnel.inbox.put(response.inbox.take())
+        if self.transport is None:
+            tunnel.inbox.done = True
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    async def drained(self) -> None:
+        if self._writing_paused and self.transport is not None:
+            self._drain = self.loop.create_future()
+            try:
+                await self._drain
+            except UpstreamBrokenError:
+                return  # the tunnel's reader sees the close
 
     # -- failure and the read timeout ----------------------------------------------------------------
 
@@ -324,9 +315,9 @@ class _Connection(asyncio.Protocol):
         if head is not None and not head.done():
             head.set_exception(exc)
         response = self._response
-        if response is not None and response._error is None and not response._done:
-            response._error = exc
-            response._wake()
+        if response is not None and response.inbox.error is None and not response.inbox.done:
+            response.inbox.error = exc
+            response.inbox.wake()
         self._abort()
 
     def _abort(self) -> None:
@@ -336,13 +327,23 @@ class _Connection(asyncio.Protocol):
             writer.cancel()
         self._parser = None
         transport, self.transport = self.transport, None
-        self.pool.forget(self)
+        self.owner.forget(self)
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.inbox.done = True
+            tunnel.inbox.wake()
         if transport is not None:
             transport.abort()
 
+    def _close(self) -> None:
+        transport, self.transport = self.transport, None
+        self.owner.forget(self)
+        if transport is not None:
+            transport.close()
+
     def _start_timer(self) -> None:
         self._last_read = self.loop.time()
-        if self._timer is None and self._response is not None and not self._response._done:
+        if self._timer is None and self._response is not None and not self._response.inbox.done:
             self._timer = self.loop.call_at(self._last_read + self._read_timeout, self._check_silence)
 
     def _stop_timer(self) -> None:
@@ -354,7 +355,7 @@ class _Connection(asyncio.Protocol):
         """One timer per exchange, re-armed only when it fires (not on every read)."""
         self._timer = None
         response = self._response
-        if response is None or response._done:
+        if response is None or response.inbox.done:
             return
         now = self.loop.time()
         if self._reading_paused:  # the client is slow, not the upstream
@@ -366,7 +367,7 @@ class _Connection(asyncio.Protocol):
         self._fail(UpstreamTimeoutError(f"the upstream sent nothing for {self._read_timeout:g} s"))
 
 
-def _head(method: str, target: str, headers: CIMultiDict[str], body: Any, host: str) -> bytes:
+def _head(method: str, target: str, headers: CIMultiDict[str], body: Body, host: str) -> bytes:
     lines = [f"{method} {target} HTTP/1.1\r\n"]
     if "Host" not in headers:
         lines.append(f"Host: {host}\r\n")

@@ -26,6 +26,7 @@ from authproxy.config.load import parse_config
 from authproxy.config.schema import AuthConfig, Config, RouteConfig, masked
 from authproxy.credentials.build import build_source
 from authproxy.errors import ConfigError
+from authproxy.upstream.pool import NativeTransport
 
 ENV = {"SET_VAR": "from-env", "EMPTY_VAR": ""}
 NOWHERE = Path("/nonexistent-authproxy-fuzz-dir")  # `_file` keys resolve here: nothing exists
@@ -127,7 +128,7 @@ def check_in_process(text: str) -> Config | ConfigError:
     problems: list[tuple[str, str]] = []
     for route in config.routes.values():
         try:
-            build_source(route, SystemClock())
+            build_source(route, SystemClock(), NativeTransport())
         except ConfigError as err:
             problems += err.problems
     yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False)

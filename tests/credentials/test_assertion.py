@@ -52,7 +52,7 @@ def verifying(server: TokenServer, key: Any, algorithm: str, audience: str, clai
     return handler
 
 
-async def test_private_key_jwt_assertion(server, http, clock, rsa_key) -> None:
+async def test_private_key_jwt_assertion(server, transport, clock, rsa_key) -> None:
     claims: list[dict[str, Any]] = []
     server.default = verifying(server, rsa_key.public_key(), "RS256", server.url, claims)
     route = make_route(
@@ -64,7 +64,7 @@ async def test_private_key_jwt_assertion(server, http, clock, rsa_key) -> None:
         key_id="key-7",
         scope="read",
     )
-    cred = build_credential(route, http=http, store=MemoryStore(), clock=clock)
+    cred = build_credential(route, transport=transport, store=MemoryStore(), clock=clock)
     first = await cred.current()
     assert (await cred.refresh(first)).access_token == "at-2"
     assert len(claims) == 2
@@ -78,7 +78,7 @@ async def test_private_key_jwt_assertion(server, http, clock, rsa_key) -> None:
     assert "Authorization" not in server.requests[0].headers
 
 
-async def test_es256_is_picked_for_ec_keys_and_audience_can_be_set(server, http, clock) -> None:
+async def test_es256_is_picked_for_ec_keys_and_audience_can_be_set(server, transport, clock) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     claims: list[dict[str, Any]] = []
     server.default = verifying(server, key.public_key(), "ES256", "https://issuer.example", claims)
@@ -90,11 +90,11 @@ async def test_es256_is_picked_for_ec_keys_and_audience_can_be_set(server, http,
         private_key=pem(key),
         assertion_audience="https://issuer.example",
     )
-    await build_credential(route, http=http, store=MemoryStore(), clock=clock).current()
+    await build_credential(route, transport=transport, store=MemoryStore(), clock=clock).current()
     assert claims[0]["aud"] == "https://issuer.example" and "kid" not in claims[0]["header"]
 
 
-async def test_client_secret_jwt_signs_with_the_secret(server, http, clock) -> None:
+async def test_client_secret_jwt_signs_with_the_secret(server, transport, clock) -> None:
     claims: list[dict[str, Any]] = []
     server.default = verifying(server, b"shared-secret-of-32-bytes-length!", "HS256", server.url, claims)
     route = make_route(
@@ -104,12 +104,12 @@ async def test_client_secret_jwt_signs_with_the_secret(server, http, clock) -> N
         client_id="svc",
         client_secret="shared-secret-of-32-bytes-length!",
     )
-    await build_credential(route, http=http, store=MemoryStore(), clock=clock).current()
+    await build_credential(route, transport=transport, store=MemoryStore(), clock=clock).current()
     assert claims[0]["iss"] == "svc"
     assert "shared-secret" not in server.requests[0].body.decode()
 
 
-def test_bad_key_is_a_config_error_without_the_key(http, clock) -> None:
+def test_bad_key_is_a_config_error_without_the_key(transport, clock) -> None:
     route = make_route(
         grant="client_credentials",
         token_url="http://t/",
@@ -118,25 +118,25 @@ def test_bad_key_is_a_config_error_without_the_key(http, clock) -> None:
         private_key="-----BEGIN PRIVATE KEY-----\nSENTINEL\n-----END PRIVATE KEY-----",
     )
     with pytest.raises(ConfigError) as err:
-        build_credential(route, http=http, store=MemoryStore(), clock=clock)
+        build_credential(route, transport=transport, store=MemoryStore(), clock=clock)
     assert "routes.api.auth.private_key" in str(err.value) and "SENTINEL" not in str(err.value)
 
 
 @pytest.mark.parametrize(
     ("method", "alg"), [("private_key_jwt", "ES256"), ("private_key_jwt", "HS256"), ("client_secret_jwt", "HS1")]
 )
-def test_an_algorithm_that_cannot_sign_is_a_config_error(http, clock, rsa_key, method, alg) -> None:
+def test_an_algorithm_that_cannot_sign_is_a_config_error(transport, clock, rsa_key, method, alg) -> None:
     key = {"private_key": pem(rsa_key)} if method == "private_key_jwt" else {"client_secret": "s" * 32}
     route = make_route(
         grant="client_credentials", token_url="http://t/", client_auth=method, client_id="svc", assertion_alg=alg, **key
     )
     with pytest.raises(ConfigError) as err:
-        build_credential(route, http=http, store=MemoryStore(), clock=clock)
+        build_credential(route, transport=transport, store=MemoryStore(), clock=clock)
     assert [p for p, _ in err.value.problems] == ["routes.api.auth.assertion_alg"]
     assert "PRIVATE KEY" not in str(err.value) and "s" * 32 not in str(err.value)
 
 
-def test_missing_jwt_extra_says_what_to_install(http, clock, rsa_key, monkeypatch) -> None:
+def test_missing_jwt_extra_says_what_to_install(transport, clock, rsa_key, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "jwt", None)  # as if PyJWT were not installed
     route = make_route(
         grant="client_credentials",
@@ -146,5 +146,5 @@ def test_missing_jwt_extra_says_what_to_install(http, clock, rsa_key, monkeypatc
         private_key=pem(rsa_key),
     )
     with pytest.raises(ConfigError) as err:
-        build_credential(route, http=http, store=MemoryStore(), clock=clock)
+        build_credential(route, transport=transport, store=MemoryStore(), clock=clock)
     assert "pip install 'authproxy[jwt]'" in str(err.value)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from structlog.testing import capture_logs
@@ -13,6 +14,7 @@ from authproxy.credentials.build import build_credential
 from authproxy.credentials.credential import Credential
 from authproxy.credentials.identity import store_key
 from authproxy.credentials.tokens import Token
+from authproxy.stores.base import TokenStore
 from authproxy.errors import ConfigError, CredentialFailed, LoginRequired, TokenUnavailable
 from tests.fakes import RecordedRequest, Reply, TokenServer, make_route, settle
 
@@ -23,30 +25,35 @@ KEY = store_key("api")
 # -- building ----------------------------------------------------------------------------------------
 
 
-async def test_grant_none_builds_nothing_and_static_never_calls_out(http, store, clock) -> None:
-    assert build_credential(make_route(grant="none"), http=http, store=store, clock=clock) is None
+async def test_grant_none_builds_nothing_and_static_never_calls_out(transport, store, clock) -> None:
+    assert build_credential(make_route(grant="none"), transport=transport, store=store, clock=clock) is None
     cred = build_credential(
-        make_route(grant="static", token="k-123", token_type="Token"), http=http, store=store, clock=clock
+        make_route(grant="static", token="k-123", token_type="Token"), transport=transport, store=store, clock=clock
     )
     token = await cred.current()
     assert (token.access_token, token.expires_at) == ("k-123", None)
     assert cred.headers(token) == {"Authorization": "Token k-123"}
     assert store.keys() == []  # a config secret is not copied into the store
-    plain = build_credential(make_route(grant="static", token="k"), http=http, store=store, clock=clock)
+    plain = build_credential(make_route(grant="static", token="k"), transport=transport, store=store, clock=clock)
     assert (await plain.current()).token_type == "Bearer"
 
 
-def test_config_errors_name_the_path(http, store, clock) -> None:
+def test_config_errors_name_the_path(transport, store, clock) -> None:
     with pytest.raises(ConfigError) as err:
-        build_credential(make_route(grant="client_credentials", client_id="c"), http=http, store=store, clock=clock)
+        build_credential(
+            make_route(grant="client_credentials", client_id="c"), transport=transport, store=store, clock=clock
+        )
     assert "routes.api.auth.token_url" in str(err.value)
     with pytest.raises(ConfigError) as err:
         build_credential(
-            make_route(grant="client_credentials", token_url="http://x/t"), http=http, store=store, clock=clock
+            make_route(grant="client_credentials", token_url="http://x/t"),
+            transport=transport,
+            store=store,
+            clock=clock,
         )
     assert "routes.api.auth.client_id" in str(err.value)
     with pytest.raises(ConfigError):
-        build_credential(make_route(grant="static"), http=http, store=store, clock=clock)
+        build_credential(make_route(grant="static"), transport=transport, store=store, clock=clock)
 
 
 # -- single flight and waiting -------------------------------------------------------------------------
@@ -59,7 +66,7 @@ async def test_500_concurrent_cold_callers_make_one_request(server: TokenServer,
     await server.wait_for_requests(1)
     await settle()
     assert len(server.requests) == 1
-    assert cred.status()["state"] == "refreshing"
+    assert cred.status()["state"] == "renewing"
     server.gate.set()
     tokens = await calls
     assert {t.access_token for t in tokens} == {"at-1"}
@@ -286,11 +293,16 @@ async def test_store_refresh_token_wins_over_config(server, build, store) -> Non
     assert server.requests[0].params["refresh_token"] == "rt-store"
 
 
-class UnlockedStore:
-    """A shared store without a lock (like two processes on a plain file): races can happen."""
+class UnlockedStore(TokenStore):
+    """A shared store whose lock covers nothing (like two processes on a plain file): races can happen."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.data: dict[str, Token] = {}
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        yield
 
     async def load(self, key: str) -> Token | None:
         return self.data.get(key)
@@ -358,7 +370,7 @@ async def test_status_and_logs_never_contain_tokens_or_secrets(server, build, cl
         with pytest.raises(CredentialFailed) as failed:
             await cred.current()
         seen.append(cred.status())
-    assert [s["state"] for s in seen] == ["empty", "valid", "empty", "failed"]
+    assert [s["state"] for s in seen] == ["empty", "valid", "backing_off", "failed"]
     text = json.dumps(seen) + repr(logs) + err.value.message + failed.value.message
     for sentinel in SENTINELS:
         assert sentinel not in text

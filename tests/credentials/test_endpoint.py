@@ -97,14 +97,15 @@ async def test_transient_failures_are_token_unavailable(server, build, reply, ex
         assert fragment in err.value.message
     assert "nginx" not in err.value.message and "garbage" not in err.value.message
     assert err.value.retry_after == 1.0
-    assert cred.status()["state"] == "empty" and cred.status()["last_outcome"] == "transient_error"
+    status = cred.status()
+    assert (status["state"], status["valid"], status["last_outcome"]) == ("backing_off", False, "transient_error")
 
 
-async def test_unreachable_endpoint_is_transient(http, store, clock) -> None:
+async def test_unreachable_endpoint_is_transient(transport, store, clock) -> None:
     async with TokenServer() as gone:
         url = gone.url
     route = make_route(grant="client_credentials", token_url=url, client_id="c", client_secret="s")
-    cred = build_credential(route, http=http, store=store, clock=clock)
+    cred = build_credential(route, transport=transport, store=store, clock=clock)
     with pytest.raises(TokenUnavailable) as err:
         await cred.current()
     assert "cannot reach token endpoint" in err.value.message
@@ -131,12 +132,12 @@ async def test_a_store_that_cannot_save_does_not_lose_the_token(server, build) -
     assert any(e["event"] == "token_store_failed" for e in logs)
 
 
-async def test_exchange_code_for_the_login_command(server, clock, http) -> None:
+async def test_exchange_code_for_the_login_command(server, clock, transport) -> None:
     route = make_route("stex", grant="authorization_code", token_url=server.url, client_id="42", client_secret="s")
-    endpoint = build_endpoint(route, clock)
+    endpoint = build_endpoint(route, clock, transport)
     server.script.append(Reply.token("first-at", 3600, refresh_token="first-rt"))
     token = await exchange_code(
-        endpoint, http, code="c0de", redirect_uri="http://localhost:8765/callback", code_verifier="v" * 43
+        endpoint, code="c0de", redirect_uri="http://localhost:8765/callback", code_verifier="v" * 43
     )
     assert server.requests[0].params == {
         "grant_type": "authorization_code",

@@ -6,7 +6,6 @@ import base64
 import json
 from urllib.parse import quote_plus
 
-import aiohttp
 import pytest
 
 from authproxy.credentials.build import build_credential
@@ -15,6 +14,7 @@ from authproxy.credentials.credential import Credential
 from authproxy.credentials.identity import store_key
 from authproxy.credentials.tokens import Token
 from authproxy.stores.memory import MemoryStore
+from authproxy.upstream.pool import NativeTransport
 from tests.fakes import FixedRandom, Reply, TokenServer, make_route
 from tests.fakes.clock import FakeClock
 
@@ -28,9 +28,11 @@ STONEX_JWT = (
 
 
 @pytest.fixture
-def build(http: aiohttp.ClientSession, store: MemoryStore, clock: FakeClock):
+def build(transport: NativeTransport, store: MemoryStore, clock: FakeClock):
     def factory(**auth: object) -> Credential:
-        cred = build_credential(make_route("api", **auth), http=http, store=store, clock=clock, rng=FixedRandom())
+        cred = build_credential(
+            make_route("api", **auth), transport=transport, store=store, clock=clock, rng=FixedRandom()
+        )
         assert cred is not None
         return cred
 
@@ -126,7 +128,7 @@ async def test_tradevest_form_client_credentials(server: TokenServer, build) -> 
 
 
 @pytest.mark.parametrize("client_auth", ["client_secret_basic", "client_secret_post"])
-async def test_o_token_both_variants_with_scope(clock, http, store, client_auth: str) -> None:
+async def test_o_token_both_variants_with_scope(clock, transport, store, client_auth: str) -> None:
     async with TokenServer(path="/o/token/", clock=clock) as server:
         route = make_route(
             "pay",
@@ -137,7 +139,7 @@ async def test_o_token_both_variants_with_scope(clock, http, store, client_auth:
             client_secret="your_client_secret",
             scope="read write",
         )
-        cred = build_credential(route, http=http, store=store, clock=clock)
+        cred = build_credential(route, transport=transport, store=store, clock=clock)
         token = await cred.current()
         [req] = server.requests
     assert req.path == "/o/token/"

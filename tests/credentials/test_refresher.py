@@ -20,7 +20,7 @@ from tests.fakes.clock import FakeClock
 
 
 @pytest.fixture
-async def make(http, clock, server) -> AsyncIterator:
+async def make(transport, clock, server) -> AsyncIterator:
     made: list[Credential] = []
 
     def factory(*, rng: random.Random | None = None, store: object = None, **auth: object) -> Credential:
@@ -28,7 +28,7 @@ async def make(http, clock, server) -> AsyncIterator:
             "api", grant="client_credentials", token_url=server.url, client_id="c", client_secret="s", **auth
         )
         cred = build_credential(
-            route, http=http, store=store or MemoryStore(), clock=clock, rng=rng or FixedRandom(0.0)
+            route, transport=transport, store=store or MemoryStore(), clock=clock, rng=rng or FixedRandom(0.0)
         )
         made.append(cred)
         return cred
@@ -44,7 +44,7 @@ async def until_idle(cred: Credential, clock: FakeClock) -> None:
         await settle()
         await cred.wait_idle()
         parked = cred.next_attempt_in() is None  # waits for a wakeup, not on the clock
-        if (clock.sleepers or parked) and cred.status()["state"] != "refreshing":
+        if (clock.sleepers or parked) and cred.status()["state"] != "renewing":
             return
     pytest.fail("refresher did not go back to sleep")
 
@@ -168,7 +168,7 @@ async def test_valid_token_is_served_during_failures_then_never_once_expired(ser
     await server.wait_for_requests(2)
     await until_idle(cred, clock)
     assert (await cred.current()).access_token == "at-1"
-    assert cred.status()["state"] == "expiring"
+    assert (cred.status()["state"], cred.status()["valid"]) == ("backing_off", True)
     for n, delay in enumerate([1, 2, 4, 8, 16], start=3):
         await clock.advance(delay)
         await server.wait_for_requests(n)
@@ -180,7 +180,7 @@ async def test_valid_token_is_served_during_failures_then_never_once_expired(ser
     with pytest.raises(TokenUnavailable) as err:
         await cred.current()
     assert err.value.retry_after == pytest.approx(13)
-    assert cred.status()["state"] == "empty"
+    assert (cred.status()["state"], cred.status()["valid"]) == ("backing_off", False)
 
 
 async def test_permanent_failure_stops_the_loop_until_an_explicit_refresh(server, make, clock) -> None:
@@ -212,7 +212,7 @@ async def test_failed_startup_fetch_crashes_nothing_and_requests_retry_lazily(se
     cred.start()
     await server.wait_for_requests(1)
     await until_idle(cred, clock)
-    assert cred.status()["state"] == "empty"
+    assert (cred.status()["state"], cred.status()["valid"]) == ("backing_off", False)
     with pytest.raises(TokenUnavailable):
         await cred.current()
     await clock.advance(1)
@@ -266,4 +266,5 @@ async def test_close_cancels_the_task(server, make, clock) -> None:
     await clock.advance(10_000)
     await settle()
     assert len(server.requests) == 1
-    assert cred.status()["state"] == "empty"  # nothing renewed it after close()
+    status = cred.status()  # nothing renewed it after close(): the last state stays, the token is no longer valid
+    assert (status["state"], status["valid"], status["expires_in"]) == ("valid", False, 0)

@@ -44,7 +44,7 @@ async def test_ready_flips_with_the_token_state(make_proxy, upstream, token_serv
     assert status == 503
     assert body == {
         "ready": False,
-        "not_ready": [{"route": "api", "state": "refreshing", "error": None, "message": None}],
+        "not_ready": [{"route": "api", "state": "renewing", "error": None, "message": None}],
     }
     token_server.gate.set()
     await proxy.credential().wait_idle()
@@ -61,7 +61,7 @@ async def test_ready_without_token_routes(make_proxy, upstream, client) -> None:
     [
         ("client_credentials", Reply.error("invalid_client", status=401), "failed", "invalid_client"),
         ("refresh_token", Reply.error("invalid_grant"), "login_required", "invalid_grant"),
-        ("client_credentials", Reply.html(502), "empty", "http_502"),
+        ("client_credentials", Reply.html(502), "backing_off", "http_502"),
     ],
 )
 async def test_not_ready_states_and_status(
@@ -104,7 +104,7 @@ async def test_status_reports_routes_tokens_and_counts(make_proxy, upstream, tok
     assert "SENTINEL" not in str(doc) and "at-1" not in str(doc)
 
 
-async def test_status_expiring_while_renewal_fails(make_proxy, upstream, token_server, client, fake_clock) -> None:
+async def test_status_backing_off_while_renewal_fails(make_proxy, upstream, token_server, client, fake_clock) -> None:
     token_server.expires_in = 600
     proxy = await make_proxy(cfg(upstream.url, token_server.url), clock=fake_clock)
     await wait_until(lambda: len(token_server.requests) == 1)
@@ -115,7 +115,7 @@ async def test_status_expiring_while_renewal_fails(make_proxy, upstream, token_s
     await wait_until(lambda: len(token_server.requests) >= 2)  # the renewal, then retries backing off
     await proxy.credential().wait_idle()
     _, doc = await get_json(client, proxy.at("/-/status"))
-    assert doc["routes"][0]["token"]["state"] == "expiring"
+    assert (doc["routes"][0]["token"]["state"], doc["routes"][0]["token"]["valid"]) == ("backing_off", True)
     assert doc["routes"][0]["token"]["last_error_code"] == "http_503"
     assert (await get_json(client, proxy.at("/-/ready")))[0] == 200  # the token is still valid
 

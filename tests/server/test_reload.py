@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from authproxy.credentials.identity import store_key
-from authproxy.server.runtime import RUNTIME, STORE
+from authproxy.server.runtime import RUNTIME
 from tests.conftest import wait_until
 
 
@@ -114,7 +114,7 @@ async def test_a_rejected_reload_deletes_no_stored_token_and_leaves_nothing_runn
     proxy = await make_proxy(cfg(upstream.url, token_server.url), path=path)
     async with client.get(proxy.at("/api/x")) as resp:
         assert resp.status == 200
-    store = proxy.app[STORE]
+    store = proxy.app[RUNTIME].store
     stored = await store.load(store_key("api"))
     assert stored is not None
     changed = cfg(upstream.url, token_server.url)

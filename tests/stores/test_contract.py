@@ -11,7 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from authproxy.credentials.tokens import Token
-from authproxy.stores.base import LockingTokenStore, TokenStore, store_lock
+from authproxy.stores.base import TokenStore
 from authproxy.stores.file import FileStore
 from authproxy.stores.memory import MemoryStore
 from authproxy.stores.redis import RedisStore
@@ -43,7 +43,7 @@ async def make_store(request, tmp_path: Path) -> AsyncIterator[StoreFactory]:
         handles: list[RedisStore] = []
         yield lambda: handles.append(RedisStore(url, key_prefix=prefix)) or handles[-1]
         for handle in handles:
-            await handle.aclose()
+            await handle.close()
     else:
         key = KEY if request.param == "file-encrypted" else None
         yield lambda: FileStore(tmp_path / "state" / "tokens.json", encryption_key=key)
@@ -51,7 +51,7 @@ async def make_store(request, tmp_path: Path) -> AsyncIterator[StoreFactory]:
 
 async def test_load_save_overwrite_delete(make_store: StoreFactory) -> None:
     store = make_store()
-    assert isinstance(store, TokenStore) and isinstance(store, LockingTokenStore)
+    assert isinstance(store, TokenStore)
     assert await store.load("route:a") is None
     token = Token("at", 100.5, refresh_token="rt", token_type="DPoP", obtained_at=50.25, identity="v1:abc")
     await store.save("route:a", token)
@@ -82,7 +82,7 @@ async def test_lock_serialises_one_key_only(make_store: StoreFactory) -> None:
     order: list[str] = []
 
     async def holder(key: str, name: str, release: asyncio.Event) -> None:
-        async with store_lock(make_store(), key):
+        async with make_store().lock(key):
             order.append(f"{name}+")
             await release.wait()
             order.append(f"{name}-")
@@ -105,7 +105,17 @@ async def test_lock_serialises_one_key_only(make_store: StoreFactory) -> None:
 async def test_save_inside_the_lock(make_store: StoreFactory) -> None:
     """What a credential does: load, fetch and save while holding the key's lock."""
     store = make_store()
-    async with store_lock(store, "route:a"):
+    async with store.lock("route:a"):
         assert await store.load("route:a") is None
         await store.save("route:a", Token("at", 5.0))
     assert await make_store().load("route:a") == Token("at", 5.0)
+
+
+async def test_status_and_close(make_store: StoreFactory) -> None:
+    """Every store reports its kind and state (never a secret) and can be closed, whatever its backend."""
+    store = make_store()
+    await store.save("route:a", Token("SENTINEL-AT", 5.0, refresh_token="SENTINEL-RT"))
+    status = store.status()
+    assert status["kind"] in ("memory", "file", "redis") and status["state"] in ("ok", "unknown")
+    assert "SENTINEL" not in repr(status)
+    await store.close()

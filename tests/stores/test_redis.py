@@ -12,7 +12,6 @@ import redis
 
 from authproxy.credentials.tokens import Token
 from authproxy.errors import ConfigError
-from authproxy.stores.base import store_status
 from authproxy.stores.build import build_store
 from authproxy.stores.file import FileStore
 from authproxy.stores.redis import RECONNECT_CAP, RedisStore, StoreUnavailable
@@ -37,7 +36,7 @@ async def handles() -> AsyncIterator[list[RedisStore]]:
     opened: list[RedisStore] = []
     yield opened
     for store in opened:
-        await store.aclose()
+        await store.close()
 
 
 def open_store(handles: list[RedisStore], url: str, **kwargs: object) -> RedisStore:
@@ -103,7 +102,7 @@ async def test_an_outage_falls_back_to_local_copies_and_writes_back_unless_redis
     with pytest.raises(OSError) as failed:
         await strict.load("route:a")  # CLI commands: every failure is an error
     assert PASSWORD not in str(failed.value) and f"127.0.0.1:{server.port}" in str(failed.value)
-    assert store_status(store) == {
+    assert store.status() == {
         "kind": "redis",
         "state": "unavailable",
         "since": clock.now(),

@@ -15,13 +15,13 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.upstream import (
-    HIGH_WATER,
+from authproxy.upstream.pool import NativeTransport as UpstreamPool
+from authproxy.upstream.response import HIGH_WATER
+from authproxy.upstream.transport import (
     Endpoint,
     UnsafeHeaderError,
     UpstreamBrokenError,
     UpstreamConnectError,
-    UpstreamPool,
     UpstreamTimeoutError,
 )
 
@@ -50,7 +50,7 @@ class RawServer:
     async def __aenter__(self) -> RawServer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        self.endpoint = Endpoint(URL(self.url), True)
+        self.endpoint = Endpoint(URL(self.url))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -227,13 +227,13 @@ async def test_a_slow_reader_pauses_the_upstream_instead_of_buffering(pool, serv
     response = await pool.request(
         server.endpoint, "GET", "/", CIMultiDict(), None, connect_timeout=5.0, read_timeout=5.0
     )
-    conn = response._conn
+    conn = response._source
     await asyncio.wait_for(_until(lambda: conn._reading_paused), 5)
-    peak = response._buffered
+    peak = response.buffered
     received = 0
     async for chunk in response.chunks():
         received += len(chunk)
-        peak = max(peak, response._buffered)
+        peak = max(peak, response.buffered)
     response.release()
     assert received == size
     assert peak <= HIGH_WATER + 512 * 1024  # one read past the mark at most
@@ -268,7 +268,7 @@ async def test_the_limit_caps_connections_and_every_request_completes(server) ->
     try:
         tasks = [asyncio.ensure_future(fetch(small, server)) for _ in range(6)]
         await asyncio.wait_for(_until(lambda: len(server.heads) == 2), 5)
-        assert len(small._open) == 2
+        assert small.connections()["open"] == 2
         gate.set()
         assert [r[2] for r in await asyncio.gather(*tasks)] == [b"x"] * 6
         assert set(server.connections) <= {1, 2}
@@ -293,7 +293,7 @@ async def test_waiting_for_a_free_connection_is_bounded_and_passes_its_turn_on(s
             await small.request(server.endpoint, "GET", "/", CIMultiDict(), None, connect_timeout=0.1, read_timeout=5)
         gone = asyncio.ensure_future(fetch(small, server))  # a waiter whose client leaves when it is woken
         waiting = asyncio.ensure_future(fetch(small, server))
-        await asyncio.wait_for(_until(lambda: len(small._waiters) >= 2), 5)
+        await asyncio.wait_for(_until(lambda: small.connections()["waiting"] >= 2), 5)
         gate.set()
         await first
         gone.cancel()
@@ -332,7 +332,7 @@ async def test_an_unencodable_header_value_is_refused_and_the_connection_kept(po
 async def test_refused_connections_say_why(pool) -> None:
     with pytest.raises(UpstreamConnectError) as err:
         await pool.request(
-            Endpoint(URL("http://127.0.0.1:9"), True),
+            Endpoint(URL("http://127.0.0.1:9")),
             "GET",
             "/",
             CIMultiDict(),

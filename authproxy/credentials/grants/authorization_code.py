@@ -7,8 +7,6 @@ resulting token under `store_key(route)`, where this source picks the refresh to
 
 from __future__ import annotations
 
-import aiohttp
-
 from authproxy.credentials.endpoint import TokenEndpoint
 from authproxy.credentials.grants.refresh_token import RefreshTokenSource, login_hint
 from authproxy.credentials.tokens import Token
@@ -20,13 +18,12 @@ class AuthorizationCodeSource(RefreshTokenSource):
     def missing_message(self) -> str:
         return f"route {self._route!r} is not logged in (no refresh token stored); {login_hint(self._route)}"
 
-    def relogin_hint(self) -> str:
+    def relogin_hint(self) -> str | None:
         return login_hint(self._route)
 
 
 async def exchange_code(
     endpoint: TokenEndpoint,
-    http: aiohttp.ClientSession,
     *,
     code: str,
     redirect_uri: str | None,
@@ -38,4 +35,4 @@ async def exchange_code(
         params["redirect_uri"] = redirect_uri
     if code_verifier:
         params["code_verifier"] = code_verifier
-    return await endpoint.request(http, "authorization_code", params)
+    return await endpoint.request("authorization_code", params)

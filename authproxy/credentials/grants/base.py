@@ -1,23 +1,28 @@
-"""The `TokenSource` protocol: one per grant; talks to the token endpoint, never caches."""
+"""The `TokenSource` protocol: what a grant is. One class per grant; none of them caches or stores.
+
+A grant says how it fetches a token and what it spends doing so; everything else (caching, single
+flight, persistence, renewal, failure handling) is the credential's, written once for all grants.
+Whether a grant's tokens are stored at all is decided when the credential is built (`persist`).
+"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-import aiohttp
-
 from authproxy.credentials.tokens import Token
 
 
 class TokenSource(Protocol):
-    # True when tokens come from a refresh token: `invalid_grant` then means "log in again"
-    # and the store is re-read in case another process rotated it first.
-    uses_refresh_token: bool
-    # False for tokens that come from the config (static): never written to the store.
-    persist: bool
+    persist: bool  # False for tokens from the config (static): never copied into the store
 
-    async def fetch(self, http: aiohttp.ClientSession, previous: Token | None) -> Token:
-        """A new token; raise TokenEndpointError (classified) or LoginRequired."""
+    async def fetch(self, previous: Token | None) -> Token:
+        """A new token; raise TokenEndpointError (already classified) or LoginRequired."""
 
     def refresh_token_for(self, previous: Token | None) -> str | None:
-        """The refresh token `fetch(previous)` would send (None when the grant uses none)."""
+        """The refresh token `fetch(previous)` would spend, None when the grant spends none.
+
+        When it spends one, an `invalid_grant` answer may mean another process rotated it first
+        (the credential then re-reads the store) or that a human must log in again."""
+
+    def relogin_hint(self) -> str | None:
+        """What a human does when the refresh token is dead; None for grants that have none."""

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from authproxy.credentials.endpoint import TokenEndpoint
 from authproxy.credentials.tokens import Token
 
 
 class ClientCredentialsSource:
-    uses_refresh_token = False
     persist = True
 
     def __init__(self, endpoint: TokenEndpoint) -> None:
         self._endpoint = endpoint
 
-    async def fetch(self, http: aiohttp.ClientSession, previous: Token | None) -> Token:
-        return await self._endpoint.request(http, "client_credentials", {})
+    async def fetch(self, previous: Token | None) -> Token:
+        return await self._endpoint.request("client_credentials", {})
 
     def refresh_token_for(self, previous: Token | None) -> str | None:
+        return None
+
+    def relogin_hint(self) -> str | None:
         return None

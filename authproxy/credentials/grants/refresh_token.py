@@ -7,8 +7,6 @@ the old one; an answer without one keeps the old one.
 
 from __future__ import annotations
 
-import aiohttp
-
 from authproxy.credentials.endpoint import TokenEndpoint
 from authproxy.credentials.tokens import Token
 from authproxy.errors import LoginRequired
@@ -20,7 +18,6 @@ def login_hint(route: str) -> str:
 
 
 class RefreshTokenSource:
-    uses_refresh_token = True
     persist = True
 
     def __init__(self, endpoint: TokenEndpoint, route: str, configured: str | None) -> None:
@@ -33,15 +30,15 @@ class RefreshTokenSource:
             return previous.refresh_token
         return self._configured
 
-    async def fetch(self, http: aiohttp.ClientSession, previous: Token | None) -> Token:
+    async def fetch(self, previous: Token | None) -> Token:
         refresh = self.refresh_token_for(previous)
         if not refresh:
             raise LoginRequired(self.missing_message(), route=self._route)
-        return await self._endpoint.request(http, "refresh_token", {"refresh_token": refresh}, previous_refresh=refresh)
+        return await self._endpoint.request("refresh_token", {"refresh_token": refresh}, previous_refresh=refresh)
 
     def missing_message(self) -> str:
         return f"route {self._route!r} has no refresh token; set auth.refresh_token"
 
-    def relogin_hint(self) -> str:
+    def relogin_hint(self) -> str | None:
         """What a human does when the refresh token is dead (a browser login needs an authorize_url here)."""
         return f"set a new auth.refresh_token and reload, or {login_hint(self._route)} (needs auth.authorize_url)"

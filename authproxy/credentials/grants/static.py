@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from authproxy.credentials.tokens import Token
 
 
 class StaticSource:
-    uses_refresh_token = False
     persist = False  # the token is in the config already; don't copy a secret into the store
 
     def __init__(self, token: str, token_type: str | None) -> None:
         self._token = Token(access_token=token, expires_at=None, token_type=token_type or "Bearer")
 
-    async def fetch(self, http: aiohttp.ClientSession, previous: Token | None) -> Token:
+    async def fetch(self, previous: Token | None) -> Token:
         return self._token
 
     def refresh_token_for(self, previous: Token | None) -> str | None:
+        return None
+
+    def relogin_hint(self) -> str | None:
         return None

@@ -1,0 +1,118 @@
+"""The credential flow, one for HTTP and WebSocket: inject, send, renew once on a refusal, resend once.
+
+Modelled on httpx's `Auth.auth_flow`: the flow decides what is sent and whether to send again;
+the caller's `send` does the sending (a plain request, or a websocket handshake with `upgrade`).
+A 401 (and, when the route says so, a 403 with `error="invalid_token"`) renews the token once and
+resends once, only when the body can be sent again. Redirects are never followed: a 3xx goes back
+to the client like any other answer, so the route's headers never reach another host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from multidict import CIMultiDict
+
+from authproxy.clock import Clock
+from authproxy.errors import AuthProxyError, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from authproxy.proxy.bodies import LimitedBody
+from authproxy.proxy.exchange import Exchange
+from authproxy.proxy.routing import Route
+from authproxy.upstream.transport import (
+    Body,
+    TransportError,
+    UnsafeHeaderError,
+    UpstreamConnectError,
+    UpstreamResponse,
+    UpstreamTimeoutError,
+)
+
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
+
+Send = Callable[[CIMultiDict[str]], Awaitable[UpstreamResponse]]
+
+
+def may_resend(route: Route, method: str) -> bool:
+    """Whether the route's `retry_on_401` policy allows resending this method at all."""
+    policy = route.config.retry_on_401
+    return policy == "always" or (policy == "idempotent" and method in IDEMPOTENT)
+
+
+def refused(route: Route, status: int, challenge: str, method: str) -> bool:
+    """Whether an upstream answer means "this token was refused" under the route's retry policy."""
+    if status == 401:
+        return may_resend(route, method)
+    if status == 403 and route.config.retry_on_invalid_token_403 and may_resend(route, method):
+        return "invalid_token" in challenge and "insufficient_scope" not in challenge
+    return False
+
+
+async def send_with_credential(
+    route: Route, method: str, headers: CIMultiDict[str], send: Send, exchange: Exchange, *, replayable: bool
+) -> UpstreamResponse:
+    """Send with the route's credential injected; on a refusal renew it once and resend once."""
+    credential = route.credential
+    if credential is None:
+        return await send(headers)
+    token = await credential.current()
+    headers.update(credential.headers(token))
+    response = await send(headers)
+    if not replayable or not refused(route, response.status, response.headers.get("WWW-Authenticate", ""), method):
+        return response
+    try:
+        fresh = await credential.refresh(stale=token)
+    except BaseException:
+        response.release()
+        raise
+    if fresh.access_token == token.access_token:  # a static token cannot be renewed: the client gets the refusal
+        return response
+    response.release()
+    exchange.retried = True
+    headers.update(credential.headers(fresh))
+    response = await send(headers)
+    if refused(route, response.status, response.headers.get("WWW-Authenticate", ""), method):
+        credential.rejected(fresh)  # no renewal per request while the upstream refuses even fresh tokens
+    return response
+
+
+def sender(
+    route: Route, method: str, target: str, body: Body, exchange: Exchange, clock: Clock, *, upgrade: bool = False
+) -> Send:
+    """`send` for the flow: one request through the route's transport, failures as client-facing errors."""
+    transport, endpoint, config = route.transport, route.endpoint, route.config
+
+    async def send(headers: CIMultiDict[str]) -> UpstreamResponse:
+        if exchange.sent_at is None:
+            exchange.sent_at = clock.monotonic()
+        try:
+            return await transport.request(
+                endpoint,
+                method,
+                target,
+                headers,
+                body,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.read_timeout,
+                upgrade=upgrade,
+            )
+        except TransportError as exc:
+            if isinstance(body, LimitedBody) and body.error is not None:
+                raise body.error from None  # the client's body broke a limit, not the upstream
+            raise upstream_failure(exc, route) from None
+
+    return send
+
+
+def upstream_failure(exc: TransportError, route: Route) -> AuthProxyError:
+    """The client-facing error for a failed upstream exchange (before any response was sent)."""
+    if isinstance(exc, UpstreamTimeoutError):
+        return UpstreamTimeout(
+            f"the upstream did not answer within the route's timeouts "
+            f"(connect {route.config.connect_timeout:g} s, read {route.config.read_timeout:g} s)",
+            route=route.name,
+        )
+    if isinstance(exc, UpstreamConnectError):
+        return UpstreamUnreachable(f"cannot connect to the upstream {route.origin}: {exc.reason}", route=route.name)
+    if isinstance(exc, UnsafeHeaderError):
+        return UpstreamError(f"refused to send the request: {exc}", route=route.name)
+    return UpstreamError(f"the upstream broke the exchange before answering ({type(exc).__name__})", route=route.name)
