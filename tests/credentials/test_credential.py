@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -14,8 +14,8 @@ from authproxy.credentials.build import build_credential
 from authproxy.credentials.credential import Credential
 from authproxy.credentials.identity import store_key
 from authproxy.credentials.tokens import Token
-from authproxy.stores.base import TokenStore
 from authproxy.errors import ConfigError, CredentialFailed, LoginRequired, TokenUnavailable
+from authproxy.stores.base import TokenStore
 from tests.fakes import RecordedRequest, Reply, TokenServer, make_route, settle
 
 Build = Callable[..., Credential]
