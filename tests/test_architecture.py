@@ -16,7 +16,7 @@ MAX_LINES = 400
 BASE = {"errors", "clock", "__init__", "__main__"}
 ALLOWED = {
     "config": set(),
-    "observability": {"config"},
+    "observability": {"config", "credentials.state"},
     "upstream": {"config"},
     "stores": {"config", "credentials.tokens", "observability"},
     "credentials": {"config", "stores", "upstream", "observability"},

@@ -79,7 +79,7 @@ class Credential:
             return self._token  # type: ignore[return-value]
         await self._check_blocked()
         token = self._token  # a login seen in the store may just have replaced it
-        return token if self._valid(token) else await self._join(token)  # type: ignore[return-value]
+        return token if self._valid(token) else await self._share_request(token)  # type: ignore[return-value]
 
     async def refresh(self, stale: Token | None = None) -> Token:
         """Replace `stale` (compare-and-invalidate); `stale=None` is an explicit reset (a new login)."""
@@ -92,7 +92,7 @@ class Credential:
         elif self._refused.holds(stale):
             return stale  # the caller keeps the upstream's 401: no token request per request
         await self._check_blocked()
-        return await self._join(stale or token)
+        return await self._share_request(stale or token)
 
     def rejected(self, token: Token) -> None:
         """The upstream refused `token` although it was just renewed because of a 401."""
@@ -166,7 +166,7 @@ class Credential:
             due = self.next_attempt_in()
             if due is None or due > 0:
                 return
-            self._start_fetch(self._token)
+            self._start_request(self._token)
         await asyncio.shield(self._inflight)  # type: ignore[arg-type]
 
     # -- internals -------------------------------------------------------------------------------
@@ -229,21 +229,21 @@ class Credential:
         if blocked is not None:
             raise blocked
 
-    def _start_fetch(self, stale: Token | None) -> asyncio.Task[Token | AuthProxyError]:
+    def _start_request(self, stale: Token | None) -> asyncio.Task[Token | AuthProxyError]:
         self._state.move(State.RENEWING)
         task = self._inflight = asyncio.get_running_loop().create_task(
-            self._fetch(stale), name=f"token-fetch:{self.name}"
+            self._request(stale), name=f"token-request:{self.name}"
         )
         return task
 
-    async def _join(self, stale: Token | None) -> Token:
+    async def _share_request(self, stale: Token | None) -> Token:
         """Share the in-flight request (starting one if needed); wait at most max_wait."""
         task = self._inflight
         if task is None:
             token = self._token
             if self._valid(token) and (stale is None or token.access_token != stale.access_token):  # type: ignore[union-attr]
                 return token  # type: ignore[return-value]
-            task = self._start_fetch(stale)
+            task = self._start_request(stale)
         timer = asyncio.ensure_future(self._clock.sleep(self._max_wait))
         try:
             await asyncio.wait([task, timer], return_when=asyncio.FIRST_COMPLETED)
@@ -260,10 +260,10 @@ class Credential:
             raise unavailable(self.name, "the new token expired before it could be used")
         return outcome
 
-    async def _fetch(self, stale: Token | None) -> Token | AuthProxyError:
+    async def _request(self, stale: Token | None) -> Token | AuthProxyError:
         """The single flight: obtain, persist, record; every failure becomes the outcome's error."""
         try:
-            token, how = await self._obtain(stale)
+            token, how = await self._adopt_or_fetch(stale)
         except TokenEndpointError as exc:
             return self._failed(exc)
         except LoginRequired as exc:
@@ -278,7 +278,7 @@ class Credential:
                 self._inflight = None
             self.wakeup.set()
 
-    async def _obtain(self, stale: Token | None) -> tuple[Token, str]:
+    async def _adopt_or_fetch(self, stale: Token | None) -> tuple[Token, str]:
         """Adopt a newer stored token if another process already renewed, else request one and save it."""
         source, sync = self.source, self._sync
         avoid = stale.access_token if stale is not None else None

@@ -15,6 +15,7 @@ while a renewal is in flight or backing off.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
 from authproxy.clock import Clock
@@ -42,7 +43,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     # the backoff is over (a request), or a reset by a new login
     State.BACKING_OFF: frozenset((State.RENEWING, State.VALID, State.EMPTY)),
     # a login seen in the store, or a reset by a new login
-    State.LOGIN_REQUIRED: frozenset((State.VALID, State.EMPTY, State.RENEWING)),
+    State.LOGIN_REQUIRED: frozenset((State.VALID, State.EMPTY)),
     # a token seen in the store, the cool-down's one lazy retry, or a reset
     State.FAILED: frozenset((State.VALID, State.EMPTY, State.RENEWING)),
     State.NOT_CONFIGURED: frozenset(),
@@ -56,19 +57,22 @@ class IllegalTransition(RuntimeError):
 class StateMachine:
     """The current state, when it was entered, and the only way to change it (staying put is always allowed)."""
 
-    __slots__ = ("_clock", "since", "state")
+    __slots__ = ("_clock", "on_move", "since", "state")
 
     def __init__(self, clock: Clock, state: State = State.EMPTY) -> None:
         self._clock = clock
         self.state = state
         self.since = clock.now()
+        self.on_move: Callable[[State, State], None] | None = None  # told of every change (tests, metrics)
 
     def move(self, to: State) -> None:
         if to is self.state:
             return
         if to not in TRANSITIONS[self.state]:
             raise IllegalTransition(f"{self.state} -> {to} is not an allowed transition")
-        self.state, self.since = to, self._clock.now()
+        before, self.state, self.since = self.state, to, self._clock.now()
+        if self.on_move is not None:
+            self.on_move(before, to)
 
     @property
     def parked(self) -> bool:

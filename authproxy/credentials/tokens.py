@@ -23,11 +23,6 @@ class Token:
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 
-    @property
-    def authorization(self) -> str:
-        """The value of the Authorization header that carries this token."""
-        return f"{self.token_type} {self.access_token}"
-
 
 def token_entry(token: Token) -> dict[str, Any]:
     """The JSON-able form persistent stores (file, redis) keep: one format for every backend."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from authproxy.observability.logging import LineWriter, Redactor
+from authproxy.observability.logging import LogSetup, current_setup
 
 
 class AccessLog:
@@ -25,12 +26,15 @@ class AccessLog:
     formatted once a second: this halves the cost of a line (it was a tenth of a request's CPU).
     """
 
-    def __init__(
-        self, renderer: Any, writer: LineWriter, redactor: Redactor, stamper: Any, fields: dict[str, Any] | None = None
-    ) -> None:
-        self._renderer, self._writer, self._redactor, self._stamper = renderer, writer, redactor, stamper
+    def __init__(self, setup: LogSetup, fields: dict[str, Any] | None = None) -> None:
+        self._renderer, self._writer, self._redactor, self._stamper = (
+            setup.renderer,
+            setup.writer,
+            setup.redactor,
+            setup.stamper,
+        )
         self._fields = fields or {}  # added to every line (a worker's index)
-        self._fast = plain_json(renderer) and _iso_utc(stamper)
+        self.fast = setup.json  # configure_logging made a plain JSONRenderer and an ISO/UTC stamper
         self._second, self._stamp = -1, ""
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -39,7 +43,7 @@ class AccessLog:
         if self._fields:
             event.update(self._fields)
         event["level"] = "info"
-        if self._fast:
+        if self.fast:
             self._writer.msg(self.json_line(event, time.time()))
         else:
             self._writer.msg(self._renderer(None, "info", self._stamper(None, "info", event)))
@@ -66,19 +70,6 @@ class AccessLog:
         return "{" + ", ".join(fields) + "}"
 
 
-def plain_json(renderer: Any) -> bool:
-    """True for structlog's JSONRenderer with its default serializer and options (what we configure)."""
-    return (
-        type(renderer) is structlog.processors.JSONRenderer
-        and getattr(renderer, "_dumps", None) is json.dumps
-        and set(getattr(renderer, "_dumps_kw", {"?": None})) == {"default"}
-    )
-
-
-def _iso_utc(stamper: Any) -> bool:
-    return getattr(stamper, "fmt", None) == "iso" and getattr(stamper, "utc", False) and stamper.key == "timestamp"
-
-
 def _json_value(value: Any) -> str:
     """One JSON value as json.dumps writes it (ensure_ascii, float repr)."""
     if isinstance(value, str):
@@ -95,20 +86,14 @@ def _json_value(value: Any) -> str:
 
 
 def access_logger(fields: dict[str, Any] | None = None) -> Callable[[dict[str, Any]], None] | None:
-    """The access logger for the current logging setup; None when info lines are filtered out.
+    """The access logger for the process's logging setup; None when info lines are filtered out.
 
     `fields` are added to every line (structlog processors do not run on this path).
     """
-    config = structlog.get_config()
-    wrapper = config["wrapper_class"]
-    if getattr(getattr(wrapper, "info", None), "__name__", "") == "_nop":
-        return None
-    factory = config["logger_factory"]
-    writer = getattr(factory, "__self__", None)
-    processors = config["processors"]
-    redactors = [p for p in processors if isinstance(p, Redactor)]
-    stampers = [p for p in processors if isinstance(p, structlog.processors.TimeStamper)]
-    if not isinstance(writer, LineWriter) or not redactors or not stampers:
+    setup = current_setup()
+    if setup is None:  # logging was never configured (a library use): plain structlog
         log = structlog.get_logger("authproxy.proxy")
         return lambda event: log.info(**event, **(fields or {}))
-    return AccessLog(processors[-1], writer, redactors[0], stampers[0], fields)
+    if setup.level > logging.INFO:
+        return None
+    return AccessLog(setup, fields)

@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from types import NoneType
 from typing import Any, TextIO
 
@@ -107,7 +108,6 @@ class LineWriter:
         self._stream = stream
         self._pending: list[str] = []
         self._scheduled = False
-        atexit.register(self.flush)
 
     def factory(self, *args: Any) -> LineWriter:
         return self
@@ -142,17 +142,42 @@ class LineWriter:
             pass
 
 
+@dataclass(frozen=True, slots=True)
+class LogSetup:
+    """What `configure_logging` built, kept so the access log and `flush_logs` use it as it is
+    (instead of reading structlog's configuration back)."""
+
+    redactor: Redactor
+    writer: LineWriter
+    renderer: Any
+    stamper: structlog.processors.TimeStamper
+    level: int
+    json: bool  # structlog's JSONRenderer with its defaults: the access log may build lines itself
+
+
+_setup: LogSetup | None = None  # the process's logging, like structlog's own configuration
+_exit_hook = False
+
+
+def current_setup() -> LogSetup | None:
+    return _setup
+
+
 def flush_logs() -> None:
     """Write out lines still batched (before exit, or before a test reads the log)."""
-    writer = getattr(structlog.get_config()["logger_factory"], "__self__", None)
-    if isinstance(writer, LineWriter):
-        writer.flush()
+    if _setup is not None:
+        _setup.writer.flush()
 
 
 def configure_logging(
     level: str = "info", fmt: str = "auto", *, redactor: Redactor | None = None, stream: TextIO | None = None
 ) -> Redactor:
-    """Configure structlog for the process; returns the redactor so secrets can be added later."""
+    """Configure structlog for the process; returns the redactor so secrets can be added later.
+
+    Lines logged while a request is served carry its `request_id`, `route` and `client` (bound in
+    structlog's context by the proxy handler). Lines still batched are written at exit (one hook).
+    """
+    global _setup, _exit_hook
     redactor = redactor or Redactor()
     out = stream or sys.stderr
     if fmt == "auto":
@@ -160,20 +185,28 @@ def configure_logging(
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=out.isatty()) if fmt == "console" else structlog.processors.JSONRenderer()
     )
+    stamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     writer = LineWriter(out)
+    numeric = getattr(logging, level.upper())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamper,
             structlog.processors.format_exc_info,
             redactor,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=writer.factory,
         cache_logger_on_first_use=False,
     )
+    previous, _setup = _setup, LogSetup(redactor, writer, renderer, stamper, numeric, fmt == "json")
+    if previous is not None:
+        previous.writer.flush()
+    if not _exit_hook:
+        atexit.register(flush_logs)
+        _exit_hook = True
     _route_stdlib_logging(writer, redactor, renderer)
     return redactor
 

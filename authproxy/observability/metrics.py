@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from authproxy.credentials.state import State
+
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 UNMATCHED = "(none)"  # the route label of requests that matched no route
@@ -128,13 +130,20 @@ class Collector:
             "authproxy_token_expiry_seconds", "Seconds until the current token expires.", labels=["route"]
         )
         valid = GaugeMetricFamily("authproxy_token_valid", "1 when the route holds a valid token.", labels=["route"])
+        states = GaugeMetricFamily(
+            "authproxy_token_state",
+            "1 for the state each route's credential is in, 0 for the others (credentials/state.py).",
+            labels=["route", "state"],
+        )
         for name, state in sorted(self.credential_states().items()):
             for outcome, count in sorted(state.get("fetches", {}).items()):
                 fetches.add_metric([name, outcome], count)
             if state.get("expires_in") is not None:
                 expiry.add_metric([name], state["expires_in"])
             valid.add_metric([name], 1.0 if state.get("valid") else 0.0)
-        yield from (fetches, expiry, valid)
+            for known in State:
+                states.add_metric([name, known.value], 1.0 if state.get("state") == known.value else 0.0)
+        yield from (fetches, expiry, valid, states)
 
 
 def exposition(collector: Collector) -> tuple[bytes, str]:

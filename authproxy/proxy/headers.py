@@ -28,20 +28,6 @@ HOP_BY_HOP = frozenset(
 REQUEST_ID = "X-Request-ID"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,200}$")
 
-# Names whose values are secrets wherever they appear (headers, query strings, form fields).
-SECRET_HEADERS = frozenset(
-    (
-        "authorization",
-        "proxy-authorization",
-        "x-api-key",
-        "api-key",
-        "x-auth-token",
-        "cookie",
-        "set-cookie",
-        "x-authproxy-key",
-    )
-)
-
 
 def route_drop_set(injected: Iterable[str], *, pass_client_auth: bool) -> frozenset[str]:
     """Lower-case request header names never forwarded for a route.

@@ -16,8 +16,6 @@ from authproxy.observability.metrics import Collector, exposition
 from authproxy.server.reload import reload_config
 from authproxy.server.runtime import RUNTIME, STATS
 
-READY_STATES = frozenset(("valid", "expiring", "refreshing"))
-
 
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/-/health", health)

@@ -56,6 +56,31 @@ async def test_invalid_config_exits_2_listing_every_problem(tmp_path) -> None:
     assert code == 2 and "3 problem(s)" in err
 
 
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("store: {kind: redis}\n", "store.kind"),  # no url: `run` would fail
+        ("store: {kind: file, path: PATH, encryption_key: not-a-fernet-key}\n", "store.encryption_key"),
+        ("", "routes.api.tls"),  # a client certificate that cannot be loaded
+    ],
+    ids=["redis-without-url", "bad-encryption-key", "unloadable-tls-files"],
+)
+async def test_check_builds_what_run_builds(tmp_path, extra, key) -> None:
+    """`check` builds the store, the routes' TLS and credentials as `run` does: what `run` refuses, `check` refuses."""
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    tls = f"    tls: {{cert_file: {bad}, key_file: {bad}}}\n" if not extra else ""
+    text = (
+        extra.replace("PATH", str(tmp_path / "tokens.json"))
+        + f"routes:\n  api:\n    upstream: https://x.example\n{tls}"
+    )
+    config = write(tmp_path, text)
+    for args in (("check", "-c", config), ("run", "-c", config, "--listen", "127.0.0.1:0")):
+        code, out, err = await run_cli(*args)
+        assert code == 2, (args, out, err)
+        assert key in err, (args, err)
+
+
 async def test_missing_config_file_exits_2(tmp_path) -> None:
     code, _, err = await run_cli("check", "-c", str(tmp_path / "absent.yaml"))
     assert code == 2 and "cannot read the config file" in err

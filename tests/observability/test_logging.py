@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import structlog
@@ -12,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.processors import TimeStamper
 
-from authproxy.observability.access_log import AccessLog
-from authproxy.observability.logging import MASK, LineWriter, Redactor
+from authproxy.observability.access_log import AccessLog, access_logger
+from authproxy.observability.logging import MASK, LineWriter, LogSetup, Redactor, configure_logging, flush_logs
 
 SENTINELS = ("SENTINEL-HEADER-KEY", "SENTINEL-CLIENT-AUTH", "SENTINEL-QUERY-CODE", "SENTINEL-REFRESH")
 
@@ -112,7 +114,8 @@ def test_redactor_masks_secret_keys_recursively() -> None:
 def test_the_fast_access_line_is_what_json_dumps_writes(path, route, duration, upstream, number, now) -> None:
     """The access log builds JSON lines itself (hot path): byte-equal to the renderer's, timestamp included."""
     renderer = structlog.processors.JSONRenderer()
-    access = AccessLog(renderer, LineWriter(io.StringIO()), Redactor(), TimeStamper(fmt="iso", utc=True))
+    stamper = TimeStamper(fmt="iso", utc=True)
+    access = AccessLog(LogSetup(Redactor(), LineWriter(io.StringIO()), renderer, stamper, logging.INFO, json=True))
     event = {"event": "request", "route": route, "method": "GET", "path": path, "status": 200, "bytes": number}
     event |= {"duration_ms": duration, "upstream_ms": upstream, "request_id": "rid", "retried": True, "level": "info"}
     line = access.json_line(dict(event), now)
@@ -124,17 +127,39 @@ def test_the_fast_access_line_is_what_json_dumps_writes(path, route, duration, u
 
 
 def test_the_access_log_uses_the_fast_line_for_plain_json_only() -> None:
-    stamper = TimeStamper(fmt="iso", utc=True)
-    writer = LineWriter(io.StringIO())
-    assert AccessLog(structlog.processors.JSONRenderer(), writer, Redactor(), stamper)._fast
-    assert not AccessLog(structlog.processors.JSONRenderer(sort_keys=True), writer, Redactor(), stamper)._fast
-    assert not AccessLog(structlog.dev.ConsoleRenderer(colors=False), writer, Redactor(), stamper)._fast
-    local_time = TimeStamper(fmt="iso", utc=False)
-    assert not AccessLog(structlog.processors.JSONRenderer(), writer, Redactor(), local_time)._fast
-    lines: list[str] = []
-    writer.msg = lines.append  # type: ignore[method-assign]
-    AccessLog(structlog.processors.JSONRenderer(), writer, Redactor(["SENTINEL-X"]), stamper)(
-        {"event": "request", "path": "/a?k=SENTINEL-X", "status": 200}
-    )
-    (line,) = lines
+    """The fast line is built only where configure_logging set up structlog's plain JSON renderer."""
+    assert access_logger_after("json").fast
+    assert not access_logger_after("console").fast
+    assert access_logger_after("json", level="warning") is None  # info lines are off: no access log at all
+    stream = io.StringIO()
+    configure_logging("info", "json", redactor=Redactor(["SENTINEL-X"]), stream=stream)
+    access = access_logger()
+    assert access is not None
+    access({"event": "request", "path": "/a?k=SENTINEL-X", "status": 200})
+    flush_logs()
+    (line,) = stream.getvalue().splitlines()
     assert json.loads(line)["path"] == f"/a?k={MASK}" and "SENTINEL-X" not in line
+
+
+def access_logger_after(fmt: str, level: str = "info") -> Any:
+    configure_logging(level, fmt, stream=io.StringIO())
+    return access_logger()
+
+
+async def test_lines_logged_during_a_request_carry_its_id_route_and_client(
+    make_proxy, upstream, token_server, client, logs
+) -> None:
+    """The token renewal a 401 triggers logs from the request's context: request id, route and client."""
+    key = "alice-key-0123456789abcdef"
+    auth = {"grant": "client_credentials", "token_url": token_server.url, "client_id": "c", "client_secret": "s"}
+    proxy = await make_proxy(
+        {"clients": {"alice": {"key": key}}, "routes": {"api": {"upstream": upstream.url, "auth": auth}}}
+    )
+    await proxy.credential().wait_idle()
+    upstream.valid_tokens = {"at-2"}  # the first token is refused: the request renews it
+    headers = {"X-Request-ID": "rid-renew-1", "X-Authproxy-Key": key}
+    async with client.get(proxy.at("/api/auth/x"), headers=headers) as resp:
+        assert resp.status == 200
+    renewed = [e for e in logs.events if e["event"] == "token_refreshed"]
+    assert [e.get("request_id") for e in renewed] == [None, "rid-renew-1"]  # startup's has none
+    assert renewed[1]["route"] == "api" and renewed[1]["client"] == "alice"

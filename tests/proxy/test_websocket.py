@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 
 from tests.conftest import wait_until
+
+HANDSHAKE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
 
 
 def ws_cfg(upstream_url: str, token_url: str | None = None) -> dict:
@@ -87,3 +96,46 @@ async def test_upstream_unreachable_for_websocket(make_proxy, client) -> None:
     ) as resp:
         assert resp.status == 502
         assert (await resp.json())["error"]["code"] == "upstream_unreachable"
+
+
+async def test_a_redirected_handshake_is_passed_back_and_never_followed(make_proxy, client) -> None:
+    """An upstream (or its open redirect) answering the handshake with 302 to another host: the client gets
+    the 302; the other host receives nothing, so the route's headers (x-api-key) never reach it."""
+    reached: list[bytes] = []
+
+    async def evil(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reached.append(await reader.read(65536))
+        writer.close()
+
+    evil_server = await asyncio.start_server(evil, "127.0.0.1", 0)
+    evil_url = f"http://127.0.0.1:{evil_server.sockets[0].getsockname()[1]}/steal"
+
+    async def redirect(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": evil_url})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", redirect)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        proxy = await make_proxy(ws_cfg(f"http://127.0.0.1:{runner.addresses[0][1]}"))
+        async with client.get(proxy.at("/api/ws"), headers=HANDSHAKE, allow_redirects=False) as resp:
+            assert resp.status == 302  # the client decides whether to follow it (with its own headers)
+            assert resp.headers["Location"] == evil_url
+        assert reached == []
+    finally:
+        await runner.cleanup()
+        evil_server.close()
+        await evil_server.wait_closed()
+
+
+async def test_frames_sent_right_after_the_handshake_are_not_lost(make_proxy, upstream, client) -> None:
+    proxy = await make_proxy(ws_cfg(upstream.url))
+    async with client.ws_connect(proxy.at("/api/ws")) as ws:
+        for i in range(50):
+            await ws.send_str(f"m{i}")
+        assert [(await ws.receive()).data for _ in range(50)] == [f"echo:m{i}" for i in range(50)]
+        big = bytes(range(256)) * 4096  # 1 MiB: flow control both ways
+        await ws.send_bytes(big)
+        assert (await ws.receive()).data == big[::-1]

@@ -159,6 +159,9 @@ async def test_metrics_after_known_traffic(make_proxy, upstream, token_server, c
         'authproxy_proxy_overhead_seconds_count{route="api"} 4.0',
         'authproxy_token_fetches_total{outcome="ok",route="api"} 2.0',
         'authproxy_token_valid{route="api"} 1.0',
+        'authproxy_token_state{route="api",state="valid"} 1.0',
+        'authproxy_token_state{route="api",state="renewing"} 0.0',
+        'authproxy_token_state{route="api",state="login_required"} 0.0',
     ):
         assert line in lines, line
     assert any(line.startswith('authproxy_token_expiry_seconds{route="api"} ') for line in lines)
