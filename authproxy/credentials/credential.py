@@ -72,6 +72,11 @@ class Credential:
 
     # -- what the proxy uses ---------------------------------------------------------------------
 
+    def cached(self) -> Token | None:
+        """The cached token if it is valid now, without waiting for anything (the hot path's first try)."""
+        token = self._token
+        return token if token is not None and not token.expired(self._clock.now()) else None
+
     async def current(self) -> Token:
         """A valid token: the cached one, or the result of the (shared) request."""
         await self._ensure_loaded()

@@ -24,6 +24,7 @@ from authproxy.config.schema import Config
 from authproxy.errors import AuthProxyError, CrossSiteRefused, Forbidden, MisdirectedHost, RateLimited, Unauthorized
 
 KEY_HEADER = "X-Authproxy-Key"
+ALLOWED_SEEN = 64  # Host values remembered as allowed (a bound: a client may send any Host)
 
 
 class TokenBucket:
@@ -133,16 +134,19 @@ class BrowserGuard:
         names = {"localhost", config.host.lower(), *(h.lower() for h in config.allowed_hosts)}
         self.hosts = frozenset(names)
         self.origins = frozenset(o.rstrip("/") for o in config.allowed_origins)
+        self._allowed: set[str] = set()  # Host header values already found to be ours, as sent
 
     def check(self, headers: CIMultiDictProxy[str], *, navigation_ok: bool = False) -> AuthProxyError | None:
         host = headers.get("Host")
-        if host is not None:
+        if host is not None and host not in self._allowed:
             name = host_name(host)
             if name not in self.hosts and not _ip_literal(name):
                 return MisdirectedHost(
                     f"Host {name!r} is not a name of this proxy; if clients really use it, add "
                     "it to allowed_hosts in the config"
                 )
+            if len(self._allowed) < ALLOWED_SEEN:  # every request names the same few Host values
+                self._allowed.add(host)
         origin = headers.get("Origin")
         if origin is not None:
             if origin.rstrip("/") not in self.origins:

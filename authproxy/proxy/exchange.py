@@ -1,4 +1,5 @@
-"""The record of one proxied request, filled in as it goes: for the access log and the metrics."""
+"""The record of one proxied request, filled in as it goes: for the access log, the metrics, and every
+line logged while it is served (it is what `observability.logging.REQUEST_CONTEXT` holds)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,21 @@ from __future__ import annotations
 class Exchange:
     """What happened to one request (status, bytes sent back, error code, retry, timings)."""
 
-    __slots__ = ("bytes", "client", "error", "headers_at", "prepared_at", "retried", "route", "sent_at", "status")
+    __slots__ = (
+        "bytes",
+        "client",
+        "error",
+        "headers_at",
+        "prepared_at",
+        "request_id",
+        "retried",
+        "route",
+        "sent_at",
+        "status",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
         self.status = 0
         self.bytes = 0
         self.error: str | None = None

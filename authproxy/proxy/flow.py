@@ -1,15 +1,13 @@
 """The credential flow, one for HTTP and WebSocket: inject, send, renew once on a refusal, resend once.
 
-Modelled on httpx's `Auth.auth_flow`: the flow decides what is sent and whether to send again;
-the caller's `send` does the sending (a plain request, or a websocket handshake with `upgrade`).
+Modelled on httpx's `Auth.auth_flow`, where a retry is one more yield: here it is one more turn of
+one loop, for a plain request and for a websocket handshake (`upgrade`) alike.
 A 401 (and, when the route says so, a 403 with `error="invalid_token"`) renews the token once and
 resends once, only when the body can be sent again. Redirects are never followed: a 3xx goes back
 to the client like any other answer, so the route's headers never reach another host.
 """
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
 
 from multidict import CIMultiDict
 
@@ -28,8 +26,7 @@ from authproxy.upstream.transport import (
 )
 
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
-
-Send = Callable[[CIMultiDict[str]], Awaitable[UpstreamResponse]]
+REFUSALS = frozenset((401, 403))  # the answers that may mean "this token was refused"
 
 
 def may_resend(route: Route, method: str) -> bool:
@@ -48,45 +45,31 @@ def refused(route: Route, status: int, challenge: str, method: str) -> bool:
 
 
 async def send_with_credential(
-    route: Route, method: str, headers: CIMultiDict[str], send: Send, exchange: Exchange, *, replayable: bool
+    route: Route,
+    method: str,
+    target: str,
+    headers: CIMultiDict[str],
+    body: Body,
+    exchange: Exchange,
+    clock: Clock,
+    *,
+    replayable: bool,
+    upgrade: bool = False,
 ) -> UpstreamResponse:
-    """Send with the route's credential injected; on a refusal renew it once and resend once."""
+    """Send through the route's transport with its credential injected; on a refusal renew it once and
+    resend once (a retry is one more turn of the loop). `upgrade`: a websocket handshake."""
     credential = route.credential
-    if credential is None:
-        return await send(headers)
-    token = await credential.current()
-    headers.update(credential.headers(token))
-    response = await send(headers)
-    if not replayable or not refused(route, response.status, response.headers.get("WWW-Authenticate", ""), method):
-        return response
-    try:
-        fresh = await credential.refresh(stale=token)
-    except BaseException:
-        response.release()
-        raise
-    if fresh.access_token == token.access_token:  # a static token cannot be renewed: the client gets the refusal
-        return response
-    response.release()
-    exchange.retried = True
-    headers.update(credential.headers(fresh))
-    response = await send(headers)
-    if refused(route, response.status, response.headers.get("WWW-Authenticate", ""), method):
-        credential.rejected(fresh)  # no renewal per request while the upstream refuses even fresh tokens
-    return response
-
-
-def sender(
-    route: Route, method: str, target: str, body: Body, exchange: Exchange, clock: Clock, *, upgrade: bool = False
-) -> Send:
-    """`send` for the flow: one request through the route's transport, failures as client-facing errors."""
-    transport, endpoint, config = route.transport, route.endpoint, route.config
-
-    async def send(headers: CIMultiDict[str]) -> UpstreamResponse:
+    token = None
+    if credential is not None:
+        token = credential.cached() or await credential.current()
+        headers.update(credential.headers(token))
+    config = route.config
+    for resend in (False, True):
         if exchange.sent_at is None:
             exchange.sent_at = clock.monotonic()
         try:
-            return await transport.request(
-                endpoint,
+            response = await route.transport.request(
+                route.endpoint,
                 method,
                 target,
                 headers,
@@ -99,8 +82,25 @@ def sender(
             if isinstance(body, LimitedBody) and body.error is not None:
                 raise body.error from None  # the client's body broke a limit, not the upstream
             raise upstream_failure(exc, route) from None
-
-    return send
+        if credential is None or token is None or not replayable or response.status not in REFUSALS:
+            return response
+        if not refused(route, response.status, response.headers.get("WWW-Authenticate", ""), method):
+            return response
+        if resend:
+            credential.rejected(token)  # no renewal per request while the upstream refuses even fresh tokens
+            return response
+        try:
+            fresh = await credential.refresh(stale=token)
+        except BaseException:
+            response.release()
+            raise
+        if fresh.access_token == token.access_token:  # a static token cannot be renewed: the client gets the refusal
+            return response
+        response.release()
+        exchange.retried = True
+        token = fresh
+        headers.update(credential.headers(fresh))
+    raise AssertionError("unreachable: the second turn always returns")
 
 
 def upstream_failure(exc: TransportError, route: Route) -> AuthProxyError:

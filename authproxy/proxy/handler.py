@@ -1,11 +1,12 @@
 """ProxyHandler: one request, in named steps.
 
-    refuse the method -> identify the client -> route -> admit (limits) -> dispatch by protocol
-    -> the credential flow (flow.py) -> stream back (responses.py) -> record (metrics, access log)
+    refuse the method -> identify the client -> route -> admit (the route's concurrency limit)
+    -> dispatch by protocol -> the credential flow (flow.py) -> stream back (responses.py)
+    -> record (metrics, access log)
 
 The request body is buffered only when it may have to be replayed (small, known length); the
-response is never buffered. For the life of a request its id, route and client are bound in
-structlog's context, so every line logged meanwhile (the token engine's too) carries them.
+response is never buffered. For the life of a request its id, route and client are in
+`REQUEST_CONTEXT`, so every line logged meanwhile (the token engine's too) carries them.
 """
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from authproxy.clock import Clock
 from authproxy.config.schema import Limits
 from authproxy.errors import AuthProxyError, ClientTooSlow, MethodRefused, Overloaded
 from authproxy.observability.access_log import access_logger
+from authproxy.observability.logging import REQUEST_CONTEXT
 from authproxy.observability.metrics import UNMATCHED, RouteStats, Stats
 from authproxy.proxy.access import Client, Gatekeeper
 from authproxy.proxy.bodies import request_body
 from authproxy.proxy.exchange import Exchange
-from authproxy.proxy.flow import may_resend, send_with_credential, sender
+from authproxy.proxy.flow import may_resend, send_with_credential
 from authproxy.proxy.headers import request_id_from, upstream_request_headers
 from authproxy.proxy.responses import error_response, hang_up_after, stream_back
 from authproxy.proxy.routing import Route, Router
 from authproxy.proxy.websocket import is_websocket_upgrade, proxy_websocket
+from authproxy.upstream.transport import Body
 
 REFUSED_METHODS = frozenset(("CONNECT", "TRACE"))
 
@@ -49,19 +51,21 @@ class ProxyHandler:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         started = self.clock.monotonic()
         request_id = request_id_from(request.headers)
-        exchange = Exchange()
-        context = bind_contextvars(request_id=request_id)
+        exchange = Exchange(request_id)
+        bound = REQUEST_CONTEXT.set(exchange)  # every line logged meanwhile names the request (observability.logging)
         stats: RouteStats | None = None
         try:
-            refuse_method(request.method)
-            client, key_in_authorization = self._identify(request)
+            if request.method in REFUSED_METHODS:
+                refuse_method(request.method)
+            client, key_in_authorization = self._identify(request) if self.gate.team else (None, False)
             if client is not None:
                 exchange.client = client.name
             route, remainder, query = self._route(request, client)
             exchange.route = route.name
-            bind_contextvars(route=route.name)
             stats = self.stats.route(route.name)
-            self._admit(route, stats)
+            if route.max_concurrent is not None and stats.in_flight >= route.max_concurrent:
+                raise overloaded(route)
+            stats.in_flight += 1  # admitted: counted in flight until it ends
             try:
                 target = route.upstream_target(remainder, query)
                 if is_websocket_upgrade(request):
@@ -78,18 +82,14 @@ class ProxyHandler:
             raise
         finally:
             self._record(request, exchange, stats, started, request_id)
-            reset_contextvars(**context)
+            REQUEST_CONTEXT.reset(bound)
 
     # -- the steps -------------------------------------------------------------------------------
 
-    def _identify(self, request: web.Request) -> tuple[Client | None, bool]:
+    def _identify(self, request: web.Request) -> tuple[Client, bool]:
         """Team mode: the client whose key the request carries (401 without one), and whether it came
         in Authorization (then it is never forwarded, even on pass_client_auth routes)."""
-        if not self.gate.team:
-            return None, False
-        client, key_in_authorization = self.gate.identify(request.headers)
-        bind_contextvars(client=client.name)
-        return client, key_in_authorization
+        return self.gate.identify(request.headers)
 
     def _route(self, request: web.Request, client: Client | None) -> tuple[Route, str, str | None]:
         """The route for the raw target (404, 400 for unsafe paths); in team mode one the client may use."""
@@ -98,15 +98,6 @@ class ProxyHandler:
         route, remainder, query = self.router.match(request.raw_path, client.may_use)
         self.gate.authorize(client, route.name, request.method)
         return route, remainder, query
-
-    @staticmethod
-    def _admit(route: Route, stats: RouteStats) -> None:
-        """The route's concurrency limit; counts the request in flight (the caller counts it out)."""
-        if route.max_concurrent is not None and stats.in_flight >= route.max_concurrent:
-            raise Overloaded(
-                f"the route already has {route.max_concurrent} requests in flight; retry shortly", retry_after=1
-            )
-        stats.in_flight += 1
 
     async def _forward(
         self,
@@ -130,12 +121,16 @@ class ProxyHandler:
             headers.popall("Authorization", None)
         headers.update(route.inject)
         method = request.method
-        resend = route.credential is not None and may_resend(route, method)
-        body, replayable = await request_body(
-            request, self.limits, replay_limit=route.config.retry_body_limit if resend else None
+        body: Body = None
+        replayable = True
+        if request.body_exists:
+            resend = route.credential is not None and may_resend(route, method)
+            body, replayable = await request_body(
+                request, self.limits, replay_limit=route.config.retry_body_limit if resend else None
+            )
+        upstream = await send_with_credential(
+            route, method, target, headers, body, exchange, self.clock, replayable=replayable
         )
-        send = sender(route, method, target, body, exchange, self.clock)
-        upstream = await send_with_credential(route, method, headers, send, exchange, replayable=replayable)
         try:
             exchange.headers_at = self.clock.monotonic()
             exchange.status = upstream.status
@@ -192,8 +187,12 @@ class ProxyHandler:
             self.access_log(line)
 
 
+def overloaded(route: Route) -> Overloaded:
+    return Overloaded(f"the route already has {route.max_concurrent} requests in flight; retry shortly", retry_after=1)
+
+
 def refuse_method(method: str) -> None:
-    if method in REFUSED_METHODS:
+    if method in REFUSED_METHODS:  # CONNECT, TRACE
         raise MethodRefused(
             f"{method} is refused: CONNECT would make this an open proxy, and TRACE "
             "could echo the injected credentials back to the client"

@@ -18,7 +18,7 @@ from aiohttp import StreamReader, web
 from authproxy.clock import Clock
 from authproxy.errors import BadRequest
 from authproxy.proxy.exchange import Exchange
-from authproxy.proxy.flow import send_with_credential, sender
+from authproxy.proxy.flow import send_with_credential
 from authproxy.proxy.headers import HOP_BY_HOP, REQUEST_ID, upstream_request_headers
 from authproxy.proxy.responses import stream_back
 from authproxy.proxy.routing import Route
@@ -55,8 +55,9 @@ async def proxy_websocket(
     headers.update(route.inject)
     headers["Connection"] = "Upgrade"
     headers["Upgrade"] = "websocket"
-    send = sender(route, "GET", target, None, exchange, clock, upgrade=True)
-    upstream = await send_with_credential(route, "GET", headers, send, exchange, replayable=True)
+    upstream = await send_with_credential(
+        route, "GET", target, headers, None, exchange, clock, replayable=True, upgrade=True
+    )
     exchange.headers_at = clock.monotonic()
     exchange.status = upstream.status
     if upstream.status != 101:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httptools
 from multidict import CIMultiDict
 
-from authproxy.upstream.response import HIGH_WATER, NativeResponse, NativeTunnel
+from authproxy.upstream.response import HIGH_WATER, Inbox, NativeResponse, NativeTunnel
 from authproxy.upstream.transport import (
     Body,
     BodySourceError,
@@ -77,11 +77,11 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         tunnel = self._tunnel
         if tunnel is not None:
-            self._inbound(tunnel.inbox, data)
+            self._inbound(tunnel, data)
             return
         if self._upgraded:  # after the 101, before the tunnel starts: keep the bytes for it
             if self._response is not None:
-                self._inbound(self._response.inbox, data)
+                self._inbound(self._response, data)
             return
         if self._parser is None:  # bytes from an idle connection: not HTTP we can trust
             self._abort()
@@ -95,7 +95,7 @@ class Connection(asyncio.Protocol):
             if self._upgraded and self._response is not None:
                 self._parser = None  # the rest is the new protocol's
                 if len(data) > offset:
-                    self._inbound(self._response.inbox, data[offset:])
+                    self._inbound(self._response, data[offset:])
             else:
                 self._fail(UpstreamBrokenError("the upstream switched protocols (101) for a plain request"))
         except httptools.HttpParserError as exc:
@@ -109,10 +109,10 @@ class Connection(asyncio.Protocol):
         self.owner.forget(self)
         tunnel = self._tunnel
         if tunnel is not None:
-            tunnel.inbox.done = True
-            tunnel.inbox.wake()
+            tunnel.done = True
+            tunnel.wake()
         response = self._response
-        if response is not None and not response.inbox.done and response.inbox.error is None:
+        if response is not None and not response.done and response.error is None:
             if response.status and response.until_close and exc is None:
                 self.on_message_complete()  # a body delimited by the connection's end is complete
             elif not self._received and self.used > 1:
@@ -132,7 +132,7 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         response = self._response
-        if response is None or response.inbox.done:  # a second answer to one request: cannot be trusted
+        if response is None or response.done:  # a second answer to one request: cannot be trusted
             self._abort()
 
     def on_status(self, reason: bytes) -> None:
@@ -150,7 +150,7 @@ class Connection(asyncio.Protocol):
             self._interim, self._raw = True, []
             return
         response = self._response
-        if response is None or response.inbox.done:
+        if response is None or response.done:
             return
         headers = response.headers = CIMultiDict(self._raw)
         self._raw = []
@@ -168,23 +168,28 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         response = self._response
-        if response is not None and not response.inbox.done:
-            self._inbound(response.inbox, body)
+        if response is not None and not response.done:  # inline: once per body piece of every response
+            response.queue.append(body)
+            response.buffered += len(body)
+            if response.buffered > HIGH_WATER and not self._reading_paused and self.transport is not None:
+                self._reading_paused = True
+                self.transport.pause_reading()
+            response.wake()
 
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
             return
         response = self._response
-        if response is None or response.inbox.done:
+        if response is None or response.done:
             return
-        response.inbox.done = True
+        response.done = True
         if not response.upgraded:
             self._parser = None  # anything more before the next request is a protocol error
         self._stop_timer()
-        response.inbox.wake()
+        response.wake()
 
-    def _inbound(self, inbox: Any, data: bytes) -> None:
+    def _inbound(self, inbox: Inbox, data: bytes) -> None:
         inbox.put(data)
         if inbox.buffered > HIGH_WATER and not self._reading_paused and self.transport is not None:
             self._reading_paused = True
@@ -291,10 +296,10 @@ class Connection(asyncio.Protocol):
         response = self._response
         self._response, self._head, self._tunnel = None, None, tunnel
         self._stop_timer()
-        if response is not None and response.inbox.chunks:
-            tunnel.inbox.put(response.inbox.take())
+        if response is not None and response.queue:
+            tunnel.put(response.take())
         if self.transport is None:
-            tunnel.inbox.done = True
+            tunnel.done = True
 
     def send(self, data: bytes) -> None:
         if self.transport is not None:
@@ -315,9 +320,9 @@ class Connection(asyncio.Protocol):
         if head is not None and not head.done():
             head.set_exception(exc)
         response = self._response
-        if response is not None and response.inbox.error is None and not response.inbox.done:
-            response.inbox.error = exc
-            response.inbox.wake()
+        if response is not None and response.error is None and not response.done:
+            response.error = exc
+            response.wake()
         self._abort()
 
     def _abort(self) -> None:
@@ -330,8 +335,8 @@ class Connection(asyncio.Protocol):
         self.owner.forget(self)
         tunnel = self._tunnel
         if tunnel is not None:
-            tunnel.inbox.done = True
-            tunnel.inbox.wake()
+            tunnel.done = True
+            tunnel.wake()
         if transport is not None:
             transport.abort()
 
@@ -343,7 +348,7 @@ class Connection(asyncio.Protocol):
 
     def _start_timer(self) -> None:
         self._last_read = self.loop.time()
-        if self._timer is None and self._response is not None and not self._response.inbox.done:
+        if self._timer is None and self._response is not None and not self._response.done:
             self._timer = self.loop.call_at(self._last_read + self._read_timeout, self._check_silence)
 
     def _stop_timer(self) -> None:
@@ -355,7 +360,7 @@ class Connection(asyncio.Protocol):
         """One timer per exchange, re-armed only when it fires (not on every read)."""
         self._timer = None
         response = self._response
-        if response is None or response.inbox.done:
+        if response is None or response.done:
             return
         now = self.loop.time()
         if self._reading_paused:  # the client is slow, not the upstream

@@ -47,6 +47,7 @@ class NativeTransport:
         self._closed = False
         self._reaper: asyncio.Task[None] | None = None
         self._idle_again = asyncio.Event()
+        self._reaper_waits = False
 
     async def request(
         self,
@@ -97,7 +98,8 @@ class NativeTransport:
         self._idle.setdefault(conn.endpoint, []).append(conn)
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="upstream-idle-reaper")
-        elif not self._idle_again.is_set():
+        elif self._reaper_waits:  # it has nothing to reap and waits for this
+            self._reaper_waits = False
             self._idle_again.set()
         self._wake_one()  # a waiter for this endpoint takes it; one for another closes it to make room
 
@@ -184,6 +186,7 @@ class NativeTransport:
             oldest = [conns[0].idle_since for conns in self._idle.values() if conns]
             if not oldest:
                 self._idle_again.clear()
+                self._reaper_waits = True
                 await self._idle_again.wait()
                 continue
             due = min(oldest) + self.idle_timeout

@@ -36,26 +36,26 @@ class Source(Protocol):
 
 
 class Inbox:
-    """Bytes received and not yet read, with one waiter; shared by responses and tunnels."""
+    """Bytes received and not yet read, with one waiter: what a response and a tunnel both are."""
 
-    __slots__ = ("_waiter", "buffered", "chunks", "done", "error")
+    __slots__ = ("_waiter", "buffered", "done", "error", "queue")
 
     def __init__(self) -> None:
-        self.chunks: collections.deque[bytes] = collections.deque()
+        self.queue: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.done = False
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     def put(self, data: bytes) -> None:
-        self.chunks.append(data)
+        self.queue.append(data)
         self.buffered += len(data)
         self.wake()
 
     def take(self) -> bytes:
-        chunks = self.chunks
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
+        queue = self.queue
+        data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+        queue.clear()
         self.buffered = 0
         return data
 
@@ -71,12 +71,14 @@ class Inbox:
                 waiter.set_result(None)
 
 
-class NativeResponse:
+class NativeResponse(Inbox):
     """Status and headers at once; the body as it arrives, through `chunks()`; then `release()`."""
 
-    __slots__ = ("_source", "headers", "inbox", "keep_alive", "reason", "status", "until_close", "upgraded")
+    __slots__ = ("_source", "headers", "keep_alive", "reason", "status", "until_close", "upgraded")
 
     def __init__(self, source: Source) -> None:
+        self.queue: collections.deque[bytes] = collections.deque()  # Inbox's fields, set here: one call less
+        self.buffered, self.done, self.error, self._waiter = 0, False, None, None
         self._source: Source | None = source
         self.status = 0
         self.reason = ""
@@ -84,34 +86,27 @@ class NativeResponse:
         self.keep_alive = False
         self.until_close = False
         self.upgraded = False  # a 101 to an upgrade request: the connection is a tunnel now
-        self.inbox = Inbox()
-
-    @property
-    def buffered(self) -> int:
-        return self.inbox.buffered
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, in the pieces that are buffered when asked for (one write each)."""
-        inbox = self.inbox
         while True:
-            if inbox.chunks:
-                data = inbox.take()
+            if self.queue:
+                data = self.take()
                 if self._source is not None:
                     self._source.consumed()
                 yield data
-            elif inbox.error is not None:
-                raise inbox.error
-            elif inbox.done:
+            elif self.error is not None:
+                raise self.error
+            elif self.done:
                 return
             else:
-                await inbox.wait()
+                await self.wait()
 
     def release(self) -> None:
         """Hand the connection back (kept alive only when this response was read to its end)."""
         source, self._source = self._source, None
         if source is not None:
-            inbox = self.inbox
-            source.finished(inbox.done and inbox.error is None and self.keep_alive and not inbox.chunks)
+            source.finished(self.done and self.error is None and self.keep_alive and not self.queue)
 
     def tunnel(self) -> NativeTunnel:
         """The connection after the 101, as a byte stream; this response no longer owns it."""
@@ -123,22 +118,21 @@ class NativeResponse:
         return tunnel
 
 
-class NativeTunnel:
+class NativeTunnel(Inbox):
     """The raw bytes of an upgraded connection, both ways, with flow control."""
 
-    __slots__ = ("_source", "inbox")
+    __slots__ = ("_source",)
 
     def __init__(self, source: Source) -> None:
+        super().__init__()
         self._source = source
-        self.inbox = Inbox()
 
     async def read(self) -> bytes:
-        inbox = self.inbox
-        while not inbox.chunks:
-            if inbox.done or inbox.error is not None:
+        while not self.queue:
+            if self.done or self.error is not None:
                 return b""
-            await inbox.wait()
-        data = inbox.take()
+            await self.wait()
+        data = self.take()
         self._source.consumed()
         return data
 
