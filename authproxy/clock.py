@@ -1,7 +1,11 @@
-"""Time, in one place: the only module that reads the clock or sleeps.
+"""The clock that time-dependent logic takes, so tests drive time with a fake one (tests/fakes/clock.py).
 
-Everything time-dependent (expiry, refresh schedules, backoff) takes a `Clock`, so tests
-drive time with a fake clock (tests/fakes/clock.py) instead of sleeping.
+Every schedule a test must control goes through a `Clock`: token expiry and renewal, backoff,
+cool-downs, the refused-token hold, browser logins pending, idle upstream connections, the Redis
+store's reconnects and locks, worker restarts. Three places read time directly, on purpose:
+per-exchange I/O timeouts of the upstream connection and the file store's lock wait run on the
+event loop's own clock (they bound real socket and process waits, which no fake clock drives), and
+the access log stamps lines with the wall clock.
 """
 
 from __future__ import annotations

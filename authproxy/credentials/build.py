@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import random
 
+from yarl import URL
+
 from authproxy.clock import Clock
 from authproxy.config.schema import RouteConfig
 from authproxy.credentials.client_auth import build_client_auth, empty_settings
@@ -29,6 +31,7 @@ from authproxy.credentials.sync import NoStore, StoreSync
 from authproxy.credentials.tokens import Token
 from authproxy.errors import ConfigError, NotConfigured
 from authproxy.stores.base import TokenStore
+from authproxy.upstream.tls import TlsSettings
 from authproxy.upstream.transport import Transport
 
 
@@ -63,7 +66,12 @@ def build_endpoint(route: RouteConfig, clock: Clock, transport: Transport) -> To
     if not auth.token_url:
         raise ConfigError([(f"{where}.token_url", f"grant {auth.grant} needs a token_url")])
     client_auth = build_client_auth(auth, auth.token_url, where=where)
-    return TokenEndpoint(auth, auth.token_url, client_auth, clock, transport)
+    # A token endpoint on the upstream's own origin (`token_url: /o/token/`) is the same server: the
+    # route's TLS settings (a private CA, a client certificate) apply to it; any other host gets the
+    # system's CAs, since a route's CA file would refuse a public identity provider.
+    same_origin = URL(auth.token_url).origin() == URL(route.upstream).origin()
+    tls = TlsSettings.from_config(route.tls, f"routes.{route.name}.tls") if same_origin else None
+    return TokenEndpoint(auth, auth.token_url, client_auth, clock, transport, tls=tls)
 
 
 def build_source(route: RouteConfig, clock: Clock, transport: Transport) -> TokenSource | None:

@@ -26,6 +26,7 @@ from authproxy.config.schema import AuthConfig
 from authproxy.credentials.client_auth import ClientAuthMethod
 from authproxy.credentials.tokens import Token
 from authproxy.errors import TokenEndpointError
+from authproxy.upstream.tls import TlsSettings
 from authproxy.upstream.transport import Endpoint, Transport, TransportError, UpstreamConnectError, UpstreamTimeoutError
 
 # RFC 6749 §5.2 errors that retrying without a human cannot fix.
@@ -48,12 +49,13 @@ class TokenEndpoint:
     transport: Transport
     timeout: float = TOTAL_TIMEOUT
     what: str = "token endpoint"  # how messages name it
+    tls: TlsSettings | None = None  # None: the system's CAs
     endpoint: Endpoint = field(init=False)
     target: str = field(init=False)
 
     def __post_init__(self) -> None:
         url = URL(self.token_url)
-        object.__setattr__(self, "endpoint", Endpoint(url))  # system CAs, as for every token endpoint
+        object.__setattr__(self, "endpoint", Endpoint(url, self.tls))
         object.__setattr__(self, "target", url.raw_path_qs or "/")
 
     async def request(

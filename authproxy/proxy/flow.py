@@ -9,12 +9,14 @@ to the client like any other answer, so the route's headers never reach another 
 
 from __future__ import annotations
 
+from aiohttp import web
 from multidict import CIMultiDict
 
 from authproxy.clock import Clock
 from authproxy.errors import AuthProxyError, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from authproxy.proxy.bodies import LimitedBody
 from authproxy.proxy.exchange import Exchange
+from authproxy.proxy.headers import upstream_request_headers
 from authproxy.proxy.routing import Route
 from authproxy.upstream.transport import (
     Body,
@@ -101,6 +103,25 @@ async def send_with_credential(
         token = fresh
         headers.update(credential.headers(fresh))
     raise AssertionError("unreachable: the second turn always returns")
+
+
+def upstream_headers(
+    request: web.Request, route: Route, request_id: str, key_in_authorization: bool, drop: frozenset[str]
+) -> CIMultiDict[str]:
+    """The head the upstream gets: the client's headers minus `drop`, X-Forwarded-*, the route's injected
+    headers; never the proxy key (even where the route passes the client's Authorization on)."""
+    headers = upstream_request_headers(
+        request.headers,
+        drop,
+        forwarded_for=request.remote,
+        proto=request.scheme,
+        host=request.host,
+        request_id=request_id,
+    )
+    if key_in_authorization:
+        headers.popall("Authorization", None)
+    headers.update(route.inject)
+    return headers
 
 
 def upstream_failure(exc: TransportError, route: Route) -> AuthProxyError:

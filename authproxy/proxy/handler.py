@@ -24,8 +24,8 @@ from authproxy.observability.metrics import UNMATCHED, RouteStats, Stats
 from authproxy.proxy.access import Client, Gatekeeper
 from authproxy.proxy.bodies import request_body
 from authproxy.proxy.exchange import Exchange
-from authproxy.proxy.flow import may_resend, send_with_credential
-from authproxy.proxy.headers import request_id_from, upstream_request_headers
+from authproxy.proxy.flow import may_resend, send_with_credential, upstream_headers
+from authproxy.proxy.headers import request_id_from
 from authproxy.proxy.responses import error_response, hang_up_after, stream_back
 from authproxy.proxy.routing import Route, Router
 from authproxy.proxy.websocket import is_websocket_upgrade, proxy_websocket
@@ -109,17 +109,7 @@ class ProxyHandler:
         key_in_authorization: bool,
     ) -> web.StreamResponse:
         """An HTTP request: headers, body, the credential flow, then the answer streamed back."""
-        headers = upstream_request_headers(
-            request.headers,
-            route.drop,
-            forwarded_for=request.remote,
-            proto=request.scheme,
-            host=request.host,
-            request_id=request_id,
-        )
-        if key_in_authorization:  # the proxy key, even where the route passes the client's Authorization on
-            headers.popall("Authorization", None)
-        headers.update(route.inject)
+        headers = upstream_headers(request, route, request_id, key_in_authorization, route.drop)
         method = request.method
         body: Body = None
         replayable = True

@@ -18,13 +18,14 @@ from aiohttp import StreamReader, web
 from authproxy.clock import Clock
 from authproxy.errors import BadRequest
 from authproxy.proxy.exchange import Exchange
-from authproxy.proxy.flow import send_with_credential
-from authproxy.proxy.headers import HOP_BY_HOP, REQUEST_ID, upstream_request_headers
+from authproxy.proxy.flow import send_with_credential, upstream_headers
+from authproxy.proxy.headers import HOP_BY_HOP, REQUEST_ID
 from authproxy.proxy.responses import stream_back
 from authproxy.proxy.routing import Route
 from authproxy.upstream.transport import Tunnel
 
 READ_LIMIT = 256 * 1024  # client bytes buffered before reading from the client pauses
+NO_BODY = frozenset(("content-length",))  # a handshake is a GET without a body
 
 
 def is_websocket_upgrade(request: web.Request) -> bool:
@@ -42,17 +43,7 @@ async def proxy_websocket(
 ) -> web.StreamResponse:
     if not web.WebSocketResponse().can_prepare(request).ok:  # a broken handshake never reaches the upstream
         raise BadRequest("not a valid WebSocket handshake (Sec-WebSocket-Key / Version)", route=route.name)
-    headers = upstream_request_headers(
-        request.headers,
-        route.drop | {"content-length"},
-        forwarded_for=request.remote,
-        proto=request.scheme,
-        host=request.host,
-        request_id=request_id,
-    )
-    if key_in_authorization:  # a team member's proxy key, even where the route passes the client's Authorization
-        headers.popall("Authorization", None)
-    headers.update(route.inject)
+    headers = upstream_headers(request, route, request_id, key_in_authorization, route.drop | NO_BODY)
     headers["Connection"] = "Upgrade"
     headers["Upgrade"] = "websocket"
     upstream = await send_with_credential(

@@ -7,7 +7,7 @@ through `chunks()`. A 101 answer to an `upgrade=True` request hands the raw conn
 framing (`Content-Length` or `Transfer-Encoding: chunked`).
 
 Every failure is one of the `TransportError` family below, whichever implementation ran: the
-native HTTP/1.1 client (`upstream.native`, the default) or the one on aiohttp's client
+native HTTP/1.1 client (`upstream.pool.NativeTransport`, the default) or the one on aiohttp's client
 (`upstream.aiohttp_transport`). Messages name what went wrong and where, never a header value.
 """
 

@@ -91,6 +91,36 @@ async def test_mutual_tls(make_proxy, ca, client) -> None:
         await runner.cleanup()
 
 
+async def test_a_token_endpoint_on_the_upstreams_origin_uses_the_routes_tls(make_proxy, ca, client) -> None:
+    """`token_url: /o/token/` on a private-CA upstream: the token request trusts the route's CA too."""
+    server = ca.issue("upstream")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server.cert, server.key)
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": "private-at", "token_type": "bearer", "expires_in": 600})
+
+    async def api(request: web.Request) -> web.Response:
+        return web.json_response({"authorization": request.headers.get("Authorization")})
+
+    app = web.Application()
+    app.router.add_post("/o/token/", token)
+    app.router.add_get("/{tail:.*}", api)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+    try:
+        url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+        auth = {"grant": "client_credentials", "token_url": "/o/token/", "client_id": "c", "client_secret": "s"}
+        route = {"upstream": url, "tls": {"ca_file": str(ca.files.cert)}, "auth": auth}
+        proxy = await make_proxy({"routes": {"api": route}})
+        async with client.get(proxy.at("/api/x")) as resp:
+            assert resp.status == 200, await resp.text()
+            assert await resp.json() == {"authorization": "Bearer private-at"}
+    finally:
+        await runner.cleanup()
+
+
 async def test_https_listener(make_proxy, upstream, ca) -> None:
     server = ca.issue("proxy")
     proxy = await make_proxy(
