@@ -76,12 +76,12 @@ class ProxyHandler:
             finally:
                 stats.in_flight -= 1
         except AuthProxyError as err:
-            return await self._refuse(request, err, exchange, request_id)
+            return await self._refuse(request, err, exchange)
         except asyncio.CancelledError:
             exchange.status = 499  # the client went away; its upstream request is cancelled with it
             raise
         finally:
-            self._record(request, exchange, stats, started, request_id)
+            self._record(request, exchange, stats, started)
             REQUEST_CONTEXT.reset(bound)
 
     # -- the steps -------------------------------------------------------------------------------
@@ -128,20 +128,16 @@ class ProxyHandler:
         finally:
             upstream.release()
 
-    async def _refuse(
-        self, request: web.Request, err: AuthProxyError, exchange: Exchange, request_id: str
-    ) -> web.StreamResponse:
+    async def _refuse(self, request: web.Request, err: AuthProxyError, exchange: Exchange) -> web.StreamResponse:
         if err.route is None:
             err.route = exchange.route
         exchange.status = err.status
         exchange.error = err.code
         if isinstance(err, ClientTooSlow):
-            return await hang_up_after(request, error_response(err, request_id))
-        return error_response(err, request_id)
+            return await hang_up_after(request, error_response(err, exchange.request_id))
+        return error_response(err, exchange.request_id)
 
-    def _record(
-        self, request: web.Request, exchange: Exchange, stats: RouteStats | None, started: float, request_id: str
-    ) -> None:
+    def _record(self, request: web.Request, exchange: Exchange, stats: RouteStats | None, started: float) -> None:
         """The metrics and the access line of one request."""
         ended = self.clock.monotonic()
         upstream_s = overhead_s = None
@@ -166,7 +162,7 @@ class ProxyHandler:
                 "bytes": exchange.bytes,
                 "duration_ms": round((ended - started) * 1000, 2),
                 "upstream_ms": None if upstream_s is None else round(upstream_s * 1000, 2),
-                "request_id": request_id,
+                "request_id": exchange.request_id,
             }
             if exchange.client is not None:
                 line["client"] = exchange.client
