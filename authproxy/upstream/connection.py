@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import httptools
 from multidict import CIMultiDict
 
+from authproxy.upstream.head import request_head
 from authproxy.upstream.response import HIGH_WATER, Inbox, NativeResponse, NativeTunnel
 from authproxy.upstream.transport import (
     Body,
@@ -25,8 +26,6 @@ from authproxy.upstream.transport import (
     UpstreamBrokenError,
     UpstreamTimeoutError,
 )
-
-NO_BODY_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "CONNECT", "DELETE"))
 
 
 class StaleConnectionError(UpstreamBrokenError):
@@ -203,7 +202,7 @@ class Connection(asyncio.Protocol):
         """Send the request; return once the response's head is in (the body streams after)."""
         assert self.transport is not None
         try:
-            head = _head(method, target, headers, body, self.endpoint.host_header)
+            head = request_head(method, target, headers, body, self.endpoint.host_header)
         except UnicodeEncodeError as exc:
             self.finished(reusable=True)
             raise UnsafeHeaderError(f"a header value for the upstream cannot be encoded ({exc.reason})") from None
@@ -370,22 +369,3 @@ class Connection(asyncio.Protocol):
             self._timer = self.loop.call_at(due, self._check_silence)
             return
         self._fail(UpstreamTimeoutError(f"the upstream sent nothing for {self._read_timeout:g} s"))
-
-
-def _head(method: str, target: str, headers: CIMultiDict[str], body: Body, host: str) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1\r\n"]
-    if "Host" not in headers:
-        lines.append(f"Host: {host}\r\n")
-    if isinstance(body, bytes):
-        headers["Content-Length"] = str(len(body))
-    elif body is None:
-        if method not in NO_BODY_METHODS and "Content-Length" not in headers:
-            headers["Content-Length"] = "0"
-    elif "Content-Length" not in headers:
-        headers["Transfer-Encoding"] = "chunked"
-    for name, value in headers.items():
-        if "\n" in value or "\r" in value:  # would end the header early: request smuggling
-            raise UnsafeHeaderError(f"the value of header {name!r} for the upstream contains a line break")
-        lines.append(f"{name}: {value}\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("utf-8", "surrogateescape")  # the target's bytes exactly as the client sent them
