@@ -60,7 +60,9 @@ class ProxyHandler:
             client, key_in_authorization = self._identify(request) if self.gate.team else (None, False)
             if client is not None:
                 exchange.client = client.name
-            route, remainder, query = self._route(request, client)
+            route, remainder, query = (  # 404, 400 for unsafe paths; in team mode only the client's routes
+                self.router.match(request.raw_path) if client is None else self._route_for(request, client)
+            )
             exchange.route = route.name
             stats = self.stats.route(route.name)
             if route.max_concurrent is not None and stats.in_flight >= route.max_concurrent:
@@ -91,10 +93,8 @@ class ProxyHandler:
         in Authorization (then it is never forwarded, even on pass_client_auth routes)."""
         return self.gate.identify(request.headers)
 
-    def _route(self, request: web.Request, client: Client | None) -> tuple[Route, str, str | None]:
-        """The route for the raw target (404, 400 for unsafe paths); in team mode one the client may use."""
-        if client is None:
-            return self.router.match(request.raw_path)
+    def _route_for(self, request: web.Request, client: Client) -> tuple[Route, str, str | None]:
+        """Team mode: the route for the raw target among those the client may use, with its methods and rate."""
         route, remainder, query = self.router.match(request.raw_path, client.may_use)
         self.gate.authorize(client, route.name, request.method)
         return route, remainder, query

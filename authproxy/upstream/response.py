@@ -89,9 +89,11 @@ class NativeResponse(Inbox):
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, in the pieces that are buffered when asked for (one write each)."""
+        queue = self.queue
         while True:
-            if self.queue:
-                data = self.take()
+            if queue:
+                data = queue.popleft() if len(queue) == 1 else self.take()  # one piece: the common case
+                self.buffered = 0
                 if self._source is not None:
                     self._source.consumed()
                 yield data
