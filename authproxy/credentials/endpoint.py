@@ -27,7 +27,14 @@ from authproxy.credentials.client_auth import ClientAuthMethod
 from authproxy.credentials.tokens import Token
 from authproxy.errors import TokenEndpointError
 from authproxy.upstream.tls import TlsSettings
-from authproxy.upstream.transport import Endpoint, Transport, TransportError, UpstreamConnectError, UpstreamTimeoutError
+from authproxy.upstream.transport import (
+    Endpoint,
+    Transport,
+    TransportError,
+    UpstreamConnectError,
+    UpstreamResponse,
+    UpstreamTimeoutError,
+)
 
 # RFC 6749 §5.2 errors that retrying without a human cannot fix.
 PERMANENT_ERRORS = frozenset(
@@ -248,7 +255,7 @@ def redact(text: str, secrets: list[str], limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-async def _read_limited(response: Any) -> bytes:
+async def _read_limited(response: UpstreamResponse) -> bytes:
     """The body, up to MAX_RESPONSE_BYTES (a token answer is small; more is not a token answer)."""
     chunks: list[bytes] = []
     size = 0
