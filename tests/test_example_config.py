@@ -71,7 +71,9 @@ def test_example_config_is_valid_with_nothing_set() -> None:
 def test_secrets_are_only_environment_references() -> None:
     raw = yaml.safe_load(EXAMPLE.read_text())
     secrets = secret_values(raw, Config, "")
-    assert len(secrets) == 7  # five client secrets, StockX's x-api-key, the store's Redis URL
+    # seven client secrets (STEX and the /o/token/ API twice: a route per sensitive scope), StockX's
+    # x-api-key, the store's Redis URL
+    assert len(secrets) == 9
     for path, value in secrets:
         assert isinstance(value, str) and SECRET_REF.match(value), f"{path}: {value!r} must be a ${{VAR}}"
     for name, route in raw["routes"].items():
@@ -100,8 +102,9 @@ def test_check_passes_with_no_credentials_set(tmp_path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert "# OK: 5 route(s)" in done.stdout
+    assert "# OK: 7 route(s)" in done.stdout
     assert "warning: routes.stonex.auth.client_id is empty" in done.stderr
+    assert "together with" not in done.stderr  # no route mixes a sensitive scope with everyday ones
 
 
 def test_kubernetes_snippet_config_is_valid() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import yaml
 
-from authproxy.config.checks import is_loopback
+from authproxy.config.checks import is_loopback, scope_warnings
 from authproxy.config.load import load_config
 from authproxy.config.presets import load_preset, preset_names
 from authproxy.config.schema import Config, RouteConfig, masked, secret_values
@@ -199,6 +199,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"warning: {key} is empty: route {route.name!r} answers 503 not_configured until it is set",
                 file=sys.stderr,
             )
+    for warning in scope_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"# OK: {len(config.routes)} route(s): "
         + ", ".join(f"{r.prefix} -> {r.upstream}" for r in config.routes.values())
@@ -262,6 +264,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
         print(f"# {preset.name}: {preset.description}")
         if preset.required_headers:
             print(f"# routes using it must set headers: {', '.join(preset.required_headers)}")
+        if preset.sensitive_scopes:
+            print(
+                f"# sensitive scopes, each for a route of its own (not asked for by default): "
+                f"{', '.join(preset.sensitive_scopes)}"
+            )
         print(yaml.safe_dump(preset.route, sort_keys=False), end="")
         return 0
     for name in preset_names():

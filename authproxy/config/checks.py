@@ -13,6 +13,7 @@ from pathlib import Path
 
 from yarl import URL
 
+from authproxy.config.presets import mixed_sensitive_scopes
 from authproxy.config.schema import AuthConfig, Config, RouteConfig, split_listen
 
 _USERINFO = re.compile(r"//[^/?#]*@")
@@ -154,6 +155,22 @@ class ConfigChecks:
                     f"{route.prefix} is already served by route {seen[route.prefix]}; give one of them another prefix",
                 )
             seen[route.prefix] = name
+
+
+def scope_warnings(config: Config) -> list[str]:
+    """Routes asking for a preset's sensitive scope together with others: one warning each, with the fix."""
+    warnings = []
+    for route in config.routes.values():
+        sensitive, others = mixed_sensitive_scopes(route.preset, route.auth.scope)
+        if sensitive:
+            alone = " ".join(sensitive)
+            warnings.append(
+                f"routes.{route.name}.auth.scope asks for {alone} together with {' '.join(others)}: every request "
+                f"on {route.prefix} then carries a token that can do what {alone} allows; give {alone} a route of "
+                f"its own (e.g. {route.name}-{sensitive[0]}: {{preset: {route.preset}, auth: {{scope: {alone}}}}}) "
+                "and keep it out of this one"
+            )
+    return warnings
 
 
 def is_file(name: str) -> bool:

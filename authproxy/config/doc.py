@@ -148,14 +148,15 @@ def presets_section() -> list[str]:
         "`preset: NAME` in a route fills these keys as defaults; the route's own keys win "
         "(`authproxy presets NAME` prints one).",
         "",
-        "| preset | description | required headers |",
-        "|---|---|---|",
+        "| preset | description | required headers | sensitive scopes (a route of their own) |",
+        "|---|---|---|---|",
     ]
     for name in preset_names():
         preset = load_preset(name)
         assert preset is not None
         headers = ", ".join(f"`{h}`" for h in preset.required_headers) or "—"
-        lines.append(f"| `{name}` | {_cell(preset.description)} | {headers} |")
+        sensitive = ", ".join(f"`{s}`" for s in preset.sensitive_scopes) or "—"
+        lines.append(f"| `{name}` | {_cell(preset.description)} | {headers} | {sensitive} |")
     return [*lines, ""]
 
 

@@ -34,6 +34,7 @@ class ResponseMapping:
     expires_in: str = opt("expires_in", "Path of the lifetime in seconds (number or numeric string).")
     refresh_token: str = opt("refresh_token", "Path of a (rotated) refresh token.")
     token_type: str = opt("token_type", "Path of the token type (`bearer` is sent as `Bearer`).")
+    scope: str = opt("scope", "Path of the granted scopes (shown in /-/status; a narrower grant is logged).")
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,7 @@ def build_credential(
         max_wait=auth.max_wait,
         min_leeway=auth.min_leeway,
         token_type=auth.token_type,
+        scope=auth.scope,
         rng=rng,
         backoff=backoff,
     )

@@ -41,6 +41,7 @@ class Credential:
         max_wait: float = 10.0,
         min_leeway: float = 60.0,
         token_type: str | None = None,
+        scope: str | None = None,
         rng: random.Random | None = None,
         backoff: Backoff | None = None,
         parked: AuthProxyError | None = None,
@@ -48,6 +49,8 @@ class Credential:
         """`parked`: a credential that cannot work (settings empty) starts, and stays, `not_configured`."""
         self.name, self.source, self._sync, self._clock = name, source, sync, clock
         self._max_wait, self._min_leeway, self._token_type = max_wait, min_leeway, token_type
+        self._requested = " ".join((scope or "").split()) or None  # what the route asks for (auth.scope)
+        self._narrowed_logged: str | None = None
         self._rng = rng if rng is not None else random.Random()
         self.wakeup = asyncio.Event()  # set whenever the token or the failure state changes (the refresher waits on it)
         self._state = StateMachine(clock, State.NOT_CONFIGURED if parked else State.EMPTY)
@@ -145,6 +148,7 @@ class Credential:
             "retry_in": policy.retry_in(),
             "message": policy.parked.message if policy.parked is not None else None,
             "fetches": dict(self.fetches),
+            "scope": {"requested": self._requested, "granted": token.scope if token is not None else None},
         }
 
     # -- what the refresher uses (refresher.RefreshTarget) -----------------------------------------
@@ -182,6 +186,7 @@ class Credential:
     def _set_token(self, token: Token) -> None:
         now = self._clock.now()
         self._token = token
+        self._check_scope(token)
         renew = renewal_at(token, now, self._min_leeway, self._rng)
         if renew is not None and token.expires_at is not None:  # no hot loop when the answer came late
             renew = max(renew, now + min(1.0, (token.expires_at - now) / 2))
@@ -331,6 +336,23 @@ class Credential:
             self._last_refresh_at = self._clock.now()
         expires_in = None if token.expires_at is None else round(token.expires_at - self._clock.now())
         log.info("token_refreshed", route=self.name, outcome="ok", source=how, expires_in=expires_in)
+
+    def _check_scope(self, token: Token) -> None:
+        """Some providers silently drop scopes they will not grant: say so once per grant."""
+        if token.scope is None or self._requested is None or token.scope == self._narrowed_logged:
+            return
+        missing = sorted(set(self._requested.split()) - set(token.scope.split()))
+        if missing:
+            self._narrowed_logged = token.scope
+            log.warning(
+                "scope_narrowed",
+                route=self.name,
+                requested=self._requested,
+                granted=token.scope,
+                missing=missing,
+                detail="the token endpoint granted fewer scopes than auth.scope asks for; requests that need "
+                "the missing ones will be refused upstream (check the client's allowed scopes)",
+            )
 
     def _failed(self, exc: TokenEndpointError) -> AuthProxyError:
         permanent = permanent_error(self.name, exc, relogin_hint=self.source.relogin_hint())

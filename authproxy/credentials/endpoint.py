@@ -155,13 +155,22 @@ class TokenEndpoint:
                 f"token endpoint answered HTTP {status} with an already expired token", status=status
             )
         refresh = lookup(answer, mapping.refresh_token)
+        granted = lookup(answer, mapping.scope)
         return Token(
             access_token=access,
             expires_at=expires_at,
             refresh_token=refresh if isinstance(refresh, str) and refresh else previous_refresh,
             token_type=self.auth.token_type or normalize_type(lookup(answer, mapping.token_type)),
             obtained_at=sent_at,
+            scope=_scope(granted),
         )
+
+
+def _scope(value: Any) -> str | None:
+    """The granted scopes as one normalised string; None when absent or not something to show."""
+    if not isinstance(value, str) or len(value) > 4096 or not value.isprintable():
+        return None
+    return " ".join(value.split()) or None
 
 
 def lookup(data: Any, path: str) -> Any:

@@ -15,6 +15,7 @@ class Token:
     obtained_at: float | None = None  # when the request that produced it was sent
     # Which client, endpoint and scope obtained it (credentials.identity); None: stored by an older version.
     identity: str | None = None
+    scope: str | None = None  # the scope the endpoint says it granted; None: it did not say (RFC 6749 §5.1)
 
     def __repr__(self) -> str:  # never let a token reach a log line through repr()
         refresh = "yes" if self.refresh_token else "no"
@@ -33,6 +34,7 @@ def token_entry(token: Token) -> dict[str, Any]:
         "token_type": token.token_type,
         "obtained_at": token.obtained_at,
         "identity": token.identity,
+        "scope": token.scope,
     }
 
 
@@ -47,6 +49,7 @@ def token_from_entry(entry: Any) -> Token:
         token_type=_text(entry.get("token_type")) or "Bearer",
         obtained_at=_number(entry.get("obtained_at")),
         identity=_text(entry.get("identity")),
+        scope=_text(entry.get("scope")),
     )
 
 

@@ -223,7 +223,8 @@ def describe(token: Token, clock: Clock) -> str:
         "" if token.expires_at is None else f"access token valid for {max(0, round(token.expires_at - clock.now()))}s"
     )
     refresh = "refresh token stored" if token.refresh_token else "no refresh token"
-    return ", ".join(p for p in (life, refresh) if p)
+    granted = f"granted scope: {token.scope}" if token.scope else ""
+    return ", ".join(p for p in (life, refresh, granted) if p)
 
 
 def _oauth_error(raw: bytes) -> str:

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from authproxy.clock import Clock, SystemClock
+from authproxy.config.checks import scope_warnings
 from authproxy.config.schema import Config
 from authproxy.login.routes import add_login_routes
 from authproxy.observability.logging import Redactor
@@ -52,6 +53,8 @@ def build_app(
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
+    for warning in scope_warnings(runtime.config):
+        log.warning("sensitive_scope_shared", detail=warning)
     for route in runtime.router.routes:
         if not route.tls.verify and route.upstream.scheme == "https":
             log.warning(

@@ -93,6 +93,34 @@ async def test_presets_lists_all_providers() -> None:
         assert name in out
     code, out, _ = await run_cli("presets", "stockx")
     assert code == 0 and "gateway.stockx.com" in out and "x-api-key" in out
+    code, out, _ = await run_cli("presets", "stex")
+    assert code == 0 and "scope: trade profile reports\n" in out
+    assert "# sensitive scopes, each for a route of its own (not asked for by default): withdrawal" in out
+    code, out, _ = await run_cli("presets", "o-token")
+    assert code == 0 and "scope: read write\n" in out and "own (not asked for by default): admin" in out
+
+
+@pytest.mark.parametrize(
+    ("route", "scope", "warned"),
+    [
+        ("stex", "trade withdrawal", True),
+        ("stex", "withdrawal", False),  # alone on its route: what the README shows
+        ("stex", None, False),  # the preset's everyday scopes
+        ("ot", "read write admin", True),
+        ("ot", "admin", False),
+    ],
+)
+async def test_check_warns_about_a_sensitive_scope_sharing_a_route(tmp_path, route, scope, warned) -> None:
+    preset = "stex" if route == "stex" else "o-token"
+    auth = "{client_id: id, client_secret: s" + (f", scope: {scope}" if scope else "") + "}"
+    text = f"routes:\n  {route}:\n    preset: {preset}\n    upstream: https://x.example\n    auth: {auth}\n"
+    code, _, err = await run_cli("check", "-c", write(tmp_path, text))
+    assert code == 0, err
+    sensitive = "withdrawal" if preset == "stex" else "admin"
+    line = f"warning: routes.{route}.auth.scope asks for {sensitive} together with"
+    assert (line in err) is warned, err
+    if warned:
+        assert f"give {sensitive} a route of its own" in err
 
 
 async def start_proxy(config: str) -> tuple[asyncio.subprocess.Process, str, list[dict]]:

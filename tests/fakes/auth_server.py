@@ -61,6 +61,8 @@ class AuthServer:
     codes: dict[str, IssuedCode] = field(default_factory=dict)
     refresh_tokens: dict[str, bool] = field(default_factory=dict)  # token -> still valid
     access_tokens: list[str] = field(default_factory=list)
+    scopes: dict[str, str | None] = field(default_factory=dict)  # every issued token -> the scope it carries
+    grantable: set[str] | None = None  # scopes this client may have; others are dropped silently (as some do)
     base_url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -143,7 +145,7 @@ class AuthServer:
             self.refresh_tokens[presented] = False  # rotation: each refresh token works once
             if self.gate is not None:
                 await self.gate.wait()
-            return self._issue()
+            return self._issue(self.scopes.get(presented))
         return _error("unsupported_grant_type", "only authorization_code and refresh_token")
 
     def _exchange(self, params: dict[str, str]) -> web.Response:
@@ -163,14 +165,21 @@ class AuthServer:
         if failed:
             self.problems += [f"token: {what}" for what in failed]
             return _error("invalid_grant", "; ".join(failed))
-        return self._issue()
+        assert issued is not None
+        return self._issue(issued.scope)
 
-    def _issue(self) -> web.Response:
+    def _issue(self, scope: str | None) -> web.Response:
+        """New tokens; a refreshed chain keeps the scope its login was granted (RFC 6749 §6)."""
+        if scope is not None and self.grantable is not None:
+            scope = " ".join(s for s in scope.split() if s in self.grantable)
         access = f"at-{len(self.access_tokens) + 1}"
         refresh = f"rt-{len(self.refresh_tokens) + 1}"
         self.access_tokens.append(access)
         self.refresh_tokens[refresh] = True
+        self.scopes[access] = self.scopes[refresh] = scope
         body = {"access_token": access, "refresh_token": refresh, "token_type": "bearer", "expires_in": self.expires_in}
+        if scope is not None:
+            body["scope"] = scope
         return web.json_response(body)
 
     async def _revoke(self, request: web.Request) -> web.Response:

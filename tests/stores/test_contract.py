@@ -53,7 +53,7 @@ async def test_load_save_overwrite_delete(make_store: StoreFactory) -> None:
     store = make_store()
     assert isinstance(store, TokenStore)
     assert await store.load("route:a") is None
-    token = Token("at", 100.5, refresh_token="rt", token_type="DPoP", obtained_at=50.25, identity="v1:abc")
+    token = Token("at", 100.5, refresh_token="rt", token_type="DPoP", obtained_at=50.25, identity="v1:abc", scope="a b")
     await store.save("route:a", token)
     assert await make_store().load("route:a") == token
     await store.save("route:a", Token("at2", None))

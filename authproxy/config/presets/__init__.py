@@ -19,6 +19,7 @@ class Preset:
     description: str
     route: dict[str, Any]
     required_headers: list[str] = field(default_factory=list)
+    sensitive_scopes: list[str] = field(default_factory=list)  # each belongs on a route of its own
 
 
 def preset_names() -> list[str]:
@@ -35,6 +36,7 @@ def _load(name: str) -> Preset | None:
         description=data.get("description", ""),
         route=data.get("route", {}),
         required_headers=list(data.get("required_headers", [])),
+        sensitive_scopes=list(data.get("sensitive_scopes", [])),
     )
 
 
@@ -43,7 +45,26 @@ def load_preset(name: str) -> Preset | None:
     preset = _load(name)
     if preset is None:
         return None
-    return Preset(preset.name, preset.description, _copy(preset.route), list(preset.required_headers))
+    return Preset(
+        preset.name,
+        preset.description,
+        _copy(preset.route),
+        list(preset.required_headers),
+        list(preset.sensitive_scopes),
+    )
+
+
+def mixed_sensitive_scopes(preset: str | None, scope: str | None) -> tuple[list[str], list[str]]:
+    """(sensitive, others) when a route of `preset` asks for a sensitive scope together with others.
+
+    Both empty when it does not: a token that can withdraw funds should not ride along on every
+    everyday request (the provider documents say so); the fix is a route of its own for it.
+    """
+    found = load_preset(preset) if preset else None
+    asked = (scope or "").split()
+    sensitive = [s for s in asked if found is not None and s in found.sensitive_scopes]
+    others = [s for s in asked if s not in sensitive]
+    return (sensitive, others) if sensitive and others else ([], [])
 
 
 def _copy(value: Any) -> Any:
