@@ -89,17 +89,31 @@ class TokenEndpointError(Exception):
     """Raised by token sources: what the token endpoint answered, already classified.
 
     `oauth_error` is the RFC 6749 §5.2 `error` value when there was one. `permanent` means
-    retrying without a human will not help. The text never holds a secret.
+    retrying without a human will not help. `message` may reach proxy clients; the provider's own
+    `error_description` (redacted) is kept apart in `description`, for operators only (the log,
+    `/-/status`, the CLI): some providers echo what they received in it. No text holds a secret.
     """
 
     def __init__(
-        self, message: str, *, oauth_error: str | None = None, status: int | None = None, permanent: bool = False
+        self,
+        message: str,
+        *,
+        oauth_error: str | None = None,
+        status: int | None = None,
+        permanent: bool = False,
+        description: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.oauth_error = oauth_error
         self.status = status
         self.permanent = permanent
+        self.description = description
+
+    @property
+    def detail(self) -> str:
+        """The message with the provider's description: for operators, never for proxy clients."""
+        return f"{self.message} ({self.description})" if self.description else self.message
 
 
 class ConfigError(Exception):

@@ -92,7 +92,7 @@ def scenario_config(upstream: FakeUpstream, server: TokenServer, pem: str, *, ro
             "auth": cc(
                 "/ok",
                 "cid-basic",
-                f"{S}-secret-basic" + ("-rotated" if rotated else ""),
+                f"{S}-secret+/=&%-basic" + ("-rotated" if rotated else ""),
                 scope="read write",
                 extra_params={"resource_key": f"{S}-extra-param"},
                 extra_headers={"X-Token-Key": f"{S}-extra-header"},
@@ -100,7 +100,9 @@ def scenario_config(upstream: FakeUpstream, server: TokenServer, pem: str, *, ro
         },
         "post_json": {
             "upstream": up,
-            "auth": cc("/ok", "cid-post", f"{S}-secret-post", client_auth="client_secret_post", request_format="json"),
+            "auth": cc(
+                "/ok", "cid-post", f"{S}-secret+/=&%-post", client_auth="client_secret_post", request_format="json"
+            ),
         },
         "refresh": {
             "upstream": up,
@@ -139,12 +141,20 @@ def scenario_config(upstream: FakeUpstream, server: TokenServer, pem: str, *, ro
             "headers": {"x-api-key": f"{S}-api-key-static"},
             "auth": {"grant": "static", "token": f"{S}-static-token"},
         },
-        "fail_client": {"upstream": up, "auth": cc("/fail/client", "cid-fc", f"{S}-secret-fail-client")},
+        "fail_client": {"upstream": up, "auth": cc("/fail/client", "cid-fc", f"{S}-secret+/=&%-fail-client")},
         "fail_busy": {
             "upstream": up,
             "auth": cc(
-                "/fail/busy", "cid-fb", f"{S}-secret-fail-busy", client_auth="client_secret_post", request_format="json"
+                "/fail/busy",
+                "cid-fb",
+                f"{S}-secret+/=&%-fail-busy",
+                client_auth="client_secret_post",
+                request_format="json",
             ),
+        },
+        "fail_form": {  # echoes its form: the secret percent-encoded, not as configured
+            "upstream": up,
+            "auth": cc("/fail/busy", "cid-ff", f"{S}-secret+/=&%-fail-form", client_auth="client_secret_post"),
         },
         "fail_jwt": {
             "upstream": up,
@@ -232,7 +242,8 @@ async def test_no_sentinel_secret_is_ever_shown(
     config = scenario_config(upstream, token_server, pem)
     proxy: RunningProxy = await make_proxy(config, clock=fake_clock, path=path)
     secrets = secret_values(proxy.config)
-    assert all(s.startswith(S) or s == pem for s in secrets), "every configured secret is a sentinel"
+    derived = {s for s in secrets if not s.startswith(S) and s != pem and S in _unbase64(s)}  # Basic id:secret pairs
+    assert all(s.startswith(S) or s == pem or s in derived for s in secrets), "every configured secret is a sentinel"
     assert pem in secrets and CLIENT_KEY in secrets and ADMIN_KEY in secrets
     out = Outputs()
     routes = list(config["routes"])
@@ -348,7 +359,10 @@ async def test_no_sentinel_secret_is_ever_shown(
     assert answer("GET /basic/x") == (200, None)
     assert answer("GET /fail_client/x") == (503, "credential_failed")
     assert answer("GET /fail_busy/x") == (503, "token_unavailable")
-    assert "busy; you sent" in logs.text and "refresh token revoked" not in logs.text  # echoes logged, redacted
+    assert answer("GET /fail_form/x") == (503, "token_unavailable")
+    assert "busy; you sent" in logs.text and "refresh token revoked" in logs.text  # echoes logged, redacted
+    for route in ("fail_busy", "fail_form", "fail_client", "fail_grant", "fail_jwt"):  # the provider's own words
+        assert "you sent" not in out.answers[f"GET /{route}/x"][1]  # never reach a client: operators only
     assert answer("GET /fail_jwt/x") == (503, "token_unavailable")
     assert answer("GET /fail_html/x") == (503, "token_unavailable")
     assert answer("GET /fail_grant/x") == (503, "login_required")
@@ -367,6 +381,13 @@ async def test_no_sentinel_secret_is_ever_shown(
     shown = [("log", logs.text), ("stdlib log", caplog.text), *out.items]
     leaks = [(where, word, _around(text, word)) for where, text in shown for word in forbidden if word in text]
     assert leaks == [], "\n".join(f"{w}: {word!r} in ...{ctx}..." for w, word, ctx in leaks)
+
+
+def _unbase64(text: str) -> str:
+    try:
+        return base64.b64decode(text, validate=True).decode(errors="replace")
+    except ValueError:
+        return ""
 
 
 def _around(text: str, word: str, width: int = 120) -> str:

@@ -6,9 +6,11 @@ Each field's `metadata` carries its documentation and whether it is a secret; th
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote_plus
 
 
 def opt(
@@ -258,4 +260,10 @@ def secret_values(config: Config) -> list[str]:
                 found.append(value)
 
     walk(config)
+    for route in config.routes.values():  # the Basic header a client_secret_basic request carries
+        auth = route.auth
+        if auth.client_id and auth.client_secret:
+            plain, encoded = auth.client_id + ":" + auth.client_secret, f"{quote_plus(auth.client_id)}:"
+            for pair in (plain, encoded + quote_plus(auth.client_secret)):
+                found.append(base64.b64encode(pair.encode()).decode())
     return [s for s in found if s]

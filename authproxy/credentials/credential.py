@@ -144,6 +144,7 @@ class Credential:
             "last_refresh_at": self._last_refresh_at,
             "last_outcome": self._last_outcome,
             "last_error_code": policy.last_code,
+            "last_error_detail": policy.last_detail,  # the provider's own words, redacted (operators only)
             "failures": policy.failures,
             "retry_in": policy.retry_in(),
             "message": policy.parked.message if policy.parked is not None else None,
@@ -357,7 +358,7 @@ class Credential:
     def _failed(self, exc: TokenEndpointError) -> AuthProxyError:
         permanent = permanent_error(self.name, exc, relogin_hint=self.source.relogin_hint())
         if permanent is not None:
-            return self._park(permanent, error_code(exc), exc.status)
+            return self._park(permanent, error_code(exc), exc.status, exc.detail)
         error = self._policy.transient(exc)
         self._state.move(State.BACKING_OFF)
         self._last_outcome = "transient_error"
@@ -368,16 +369,19 @@ class Credential:
             outcome="transient_error",
             error_code=self._policy.last_code,
             status=exc.status,
-            detail=exc.message,
+            detail=exc.detail,
             failures=self._policy.failures,
             retry_in=round(error.retry_after or 0.0, 3),
         )
         return error
 
-    def _park(self, error: AuthProxyError, code: str, status: int | None = None) -> AuthProxyError:
+    def _park(
+        self, error: AuthProxyError, code: str, status: int | None = None, detail: str | None = None
+    ) -> AuthProxyError:
         """Permanent failure: no more requests until a human acts (or, for `failed`, a cool-down)."""
         login = isinstance(error, LoginRequired)
-        self._policy.park(error, code, cool_down=not login, dead_refresh=self._used_refresh if login else None)
+        dead = self._used_refresh if login else None
+        self._policy.park(error, code, cool_down=not login, dead_refresh=dead, detail=detail)
         self._state.move(State.LOGIN_REQUIRED if login else State.FAILED)
         self._last_outcome = str(self.state)
         self.fetches[self._last_outcome] += 1
@@ -387,6 +391,6 @@ class Credential:
             outcome=self._last_outcome,
             error_code=code,
             status=status,
-            detail=error.message,
+            detail=self._policy.last_detail,
         )
         return error

@@ -26,6 +26,7 @@ from authproxy.config.schema import AuthConfig
 from authproxy.credentials.client_auth import ClientAuthMethod
 from authproxy.credentials.tokens import Token
 from authproxy.errors import TokenEndpointError
+from authproxy.observability.logging import secret_forms
 from authproxy.upstream.tls import TlsSettings
 from authproxy.upstream.transport import (
     Endpoint,
@@ -250,15 +251,21 @@ def _error_from(status: int, content_type: str, answer: Any, secrets: list[str])
             status=status,
         )
     description = answer.get("error_description")
-    text = f"token endpoint answered HTTP {status}: {error}"
-    if isinstance(description, str) and description:
-        text += f" ({redact(description, secrets)})"
-    return TokenEndpointError(text, oauth_error=error, status=status, permanent=error in PERMANENT_ERRORS)
+    shown = redact(description, secrets) if isinstance(description, str) and description else None
+    return TokenEndpointError(
+        f"token endpoint answered HTTP {status}: {error}",
+        oauth_error=error,
+        status=status,
+        permanent=error in PERMANENT_ERRORS,
+        description=shown,
+    )
 
 
 def redact(text: str, secrets: list[str], limit: int = 200) -> str:
-    """Hide anything we sent that is secret, drop control characters, and cut to `limit`."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+    """Hide anything we sent that is secret, in any form it may be echoed in (percent-, form- and
+    JSON-encoded, Base64), drop control characters, and cut to `limit`."""
+    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
+    for secret in sorted(forms, key=len, reverse=True):
         text = text.replace(secret, "***")
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     return text if len(text) <= limit else text[:limit] + "…"

@@ -70,6 +70,7 @@ class FailurePolicy:
         self.parked: AuthProxyError | None = None  # LoginRequired | CredentialFailed | NotConfigured
         self.dead_refresh: str | None = None  # the refresh token the endpoint rejected: never adopt it again
         self.last_code: str | None = None
+        self.last_detail: str | None = None  # with the provider's own description: operators only
         self._retry_at: float | None = None  # monotonic: the backoff, or the cool-down of a `failed` credential
 
     def retry_in(self) -> float | None:
@@ -81,7 +82,7 @@ class FailurePolicy:
     def transient(self, exc: TokenEndpointError) -> TokenUnavailable:
         """Count a failure that retrying may fix; the error callers get until the backoff is over."""
         self.failures += 1
-        self.last_code = error_code(exc)
+        self.last_code, self.last_detail = error_code(exc), exc.detail
         delay = self._backoff.delay(self.failures, self._rng)
         self._retry_at = self._clock.monotonic() + delay
         return TokenUnavailable(
@@ -91,10 +92,17 @@ class FailurePolicy:
         )
 
     def park(
-        self, error: AuthProxyError, code: str, *, cool_down: bool = False, dead_refresh: str | None = None
+        self,
+        error: AuthProxyError,
+        code: str,
+        *,
+        cool_down: bool = False,
+        dead_refresh: str | None = None,
+        detail: str | None = None,
     ) -> None:
         """A human must act before the next request; with `cool_down`, one lazy retry after `backoff.cap`."""
         self.parked, self.failures, self.last_code, self.dead_refresh = error, 0, code, dead_refresh
+        self.last_detail = detail or error.message
         self._retry_at = self._clock.monotonic() + self._backoff.cap if cool_down else None
 
     def cooled_down(self) -> bool:
@@ -114,6 +122,7 @@ class FailurePolicy:
 
     def succeeded(self) -> None:
         self.failures, self._retry_at, self.parked, self.dead_refresh, self.last_code = 0, None, None, None, None
+        self.last_detail = None
 
     def clear(self) -> None:
         """A new login or a token saved elsewhere: forget the failures (the outcome codes stay for status)."""

@@ -181,7 +181,7 @@ async def complete_login(
                 f"if it persists, check that {attempt.redirect_uri} is the registered redirect URI"
             )
         raise ExchangeFailed(
-            f"the code could not be exchanged for tokens: {exc.message}; {advice}", route=route.name
+            f"the code could not be exchanged for tokens: {exc.detail}; {advice}", route=route.name
         ) from None
     key = store_key(route.name)
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
+import json
 import logging
 import re
 import sys
@@ -17,6 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from types import NoneType
 from typing import Any, Protocol, TextIO
+from urllib.parse import quote, quote_plus
 
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
@@ -53,6 +56,22 @@ _SCHEME = re.compile(r"\b((?i:Bearer|Basic)|Token|MAC|DPoP)\s+[A-Za-z0-9._~+/=-]
 _PARAM = re.compile(rf"(?i)((?:^|[?&;\s\"'{{,]){_PARAMS}(?:=|\"?\s*:\s*\"?))[^&\s\"',}}]+")
 
 
+def secret_forms(value: str) -> set[str]:
+    """`value` as it may appear when something echoes it: as is, percent-encoded (either hex case),
+    form-encoded, JSON-escaped and Base64 (standard and URL-safe, with and without padding).
+
+    A secret with `+ / = & %` in it changes under every encoding, so masking only the literal value
+    would let an echoed form (`client_secret=kX9%2B%2FvQ2%3DZr8%26pL`) through. Forms shorter than
+    four characters are dropped (they would mask ordinary text).
+    """
+    forms = {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), form) for form in forms if "%" in form}
+    raw = value.encode("utf-8", "surrogateescape")
+    for encoded in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
+        forms |= {encoded, encoded.rstrip("=")}
+    return {form for form in forms if len(form) >= 4}
+
+
 class Redactor:
     """Masks secrets in log event dicts; `add` registers literal secret values."""
 
@@ -62,7 +81,9 @@ class Redactor:
 
     def add(self, *values: str | None) -> None:
         known = set(self._values)
-        known.update(value for value in values if value and len(value) >= 4)  # tiny strings: ordinary text
+        for value in values:
+            if value and len(value) >= 4:  # tiny strings: ordinary text
+                known |= secret_forms(value)
         self._values = sorted(known, key=len, reverse=True)
 
     def text(self, value: str) -> str:

@@ -163,3 +163,27 @@ async def test_lines_logged_during_a_request_carry_its_id_route_and_client(
     renewed = [e for e in logs.events if e["event"] == "token_refreshed"]
     assert [e.get("request_id") for e in renewed] == [None, "rid-renew-1"]  # startup's has none
     assert renewed[1]["route"] == "api" and renewed[1]["client"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "kX9+/vQ2=Zr8&pL%",  # as configured
+        "kX9%2B%2FvQ2%3DZr8%26pL%25",  # percent-encoded
+        "kX9%2b%2fvQ2%3dZr8%26pL%25",  # the same, lower-case hex
+        "kX9%2B%2FvQ2%3DZr8%26pL%25".replace("%2F", "%2F"),  # form-encoded (quote_plus) is the same here
+        "kX9+\\/vQ2=Zr8&pL%".replace("\\/", "/"),  # JSON-escaped (json.dumps escapes no / or +)
+        "a1g5Ky92UTI9WnI4JnBMJQ==",  # Base64
+        "a1g5Ky92UTI9WnI4JnBMJQ",  # Base64 without padding
+    ],
+)
+def test_every_form_of_a_secret_is_masked(shown: str) -> None:
+    secret = "kX9+/vQ2=Zr8&pL%"
+    text = Redactor([secret]).text(f"error_description: you sent client_secret_x {shown} and more")
+    assert shown not in text and MASK in text
+
+
+def test_a_json_escaped_secret_is_masked() -> None:
+    secret = 'ab"c\\d\tef'
+    text = Redactor([secret]).text(json.dumps({"echo": secret}))
+    assert "ab" not in text.replace(MASK, "") and MASK in text
