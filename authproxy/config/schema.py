@@ -94,7 +94,15 @@ class ClientConfig:
     key: str | None = opt(None, "The client's proxy key (or key_file).", secret=True)
     key_sha256: str | None = opt(None, "Hex SHA-256 of the key, so the config holds no plaintext.")
     routes: tuple[str, ...] = opt(("*",), "Route names this client may use (* = all).")
-    methods: tuple[str, ...] = opt(("*",), "HTTP methods allowed (e.g. [GET, HEAD] for read-only; * = all).")
+    methods: tuple[str, ...] = opt(
+        ("*",),
+        "HTTP methods allowed (e.g. [GET, HEAD] for read-only; * = all). A key limited to some methods may not "
+        "override them (X-HTTP-Method-Override, `_method=`), send a GET or HEAD with a body, or open a WebSocket.",
+    )
+    websocket: bool = opt(False, "Let a key limited by `methods` open WebSockets anyway (one can send anything).")
+    max_concurrent: int = opt(
+        128, "Most requests this key may have in flight at once (of 512 upstream connections); more get 429."
+    )
     rate_limit: RateLimit | None = opt(None, "Token bucket per client; over it: 429 with Retry-After.")
 
 

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from multidict import CIMultiDictProxy
 
@@ -53,6 +54,9 @@ class Client:
     routes: frozenset[str] | None  # None: every route
     methods: frozenset[str] | None  # None: every method
     bucket: TokenBucket | None
+    websocket: bool = True  # may open WebSockets (a key limited by `methods` may not, unless allowed)
+    max_concurrent: int = 128
+    in_flight: int = 0
 
     def may_use(self, route: str) -> bool:
         return self.routes is None or route in self.routes
@@ -70,12 +74,15 @@ class Gatekeeper:
         for name, cfg in config.clients.items():
             key_digest = digest(cfg.key) if cfg.key is not None else bytes.fromhex(cfg.key_sha256 or "")
             bucket = TokenBucket(cfg.rate_limit.rate, cfg.rate_limit.burst, clock) if cfg.rate_limit else None
+            methods = None if "*" in cfg.methods else frozenset(m.upper() for m in cfg.methods)
             self.clients[key_digest] = Client(
                 name,
                 key_digest,
                 None if "*" in cfg.routes else frozenset(cfg.routes),
-                None if "*" in cfg.methods else frozenset(m.upper() for m in cfg.methods),
+                methods,
                 bucket,
+                websocket=methods is None or cfg.websocket,
+                max_concurrent=cfg.max_concurrent,
             )
         self.admin_digest = digest(config.admin.key) if config.admin.key else None
 
@@ -94,9 +101,22 @@ class Gatekeeper:
             )
         return client, in_authorization
 
-    def authorize(self, client: Client, route: str, method: str) -> None:
+    def authorize(
+        self, client: Client, route: str, method: str, headers: CIMultiDictProxy[str], query: str | None
+    ) -> None:
+        """403 for what the key may not do, 429 over its rate or its requests in flight."""
         if not client.may_use(route) or (client.methods is not None and method not in client.methods):
             raise Forbidden("this proxy key may not make this request")
+        if client.methods is not None:
+            read_only_refusal(client, method, headers, query)
+        elif headers.get("Upgrade", "").lower() == "websocket" and not client.websocket:
+            raise Forbidden("this proxy key may not open WebSockets")
+        if client.in_flight >= client.max_concurrent:
+            raise RateLimited(
+                f"this proxy key already has {client.max_concurrent} requests in flight "
+                f"(clients.{client.name}.max_concurrent); retry when one has finished",
+                retry_after=1,
+            )
         if client.bucket is not None:
             wait = client.bucket.take()
             if wait:
@@ -108,6 +128,39 @@ class Gatekeeper:
             return not self.team
         key, _ = presented_key(headers)
         return key is not None and hmac.compare_digest(digest(key), self.admin_digest)
+
+
+METHOD_OVERRIDES = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+
+
+def read_only_refusal(client: Client, method: str, headers: CIMultiDictProxy[str], query: str | None) -> None:
+    """A key limited to some methods (read-only: GET, HEAD) may not get around the limit.
+
+    Many frameworks honour a method override (a header or `?_method=DELETE`), a body on a GET can carry
+    an action, and a WebSocket, once open, can send anything. What no proxy can see is an upstream that
+    acts on a plain GET (a query parameter it interprets): the README says so.
+    """
+    allowed = ", ".join(sorted(client.methods or ()))
+    for name in METHOD_OVERRIDES:
+        if name in headers:
+            raise Forbidden(f"{name} is refused for this proxy key: it may use {allowed} only")
+    if query is not None and "_method" in query.lower() and _overrides_method(query):
+        raise Forbidden(f"a _method= query parameter is refused for this proxy key: it may use {allowed} only")
+    if method in ("GET", "HEAD") and (headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in headers):
+        raise Forbidden(f"a {method} with a body is refused for this proxy key (it may use {allowed} only)")
+    if headers.get("Upgrade", "").lower() == "websocket" and not client.websocket:
+        raise Forbidden(
+            f"this proxy key may not open WebSockets (it may use {allowed} only; "
+            f"clients.{client.name}.websocket: true allows them)"
+        )
+
+
+def _overrides_method(query: str) -> bool:
+    for item in query.replace(";", "&").split("&"):
+        name = unquote_plus(item.partition("=")[0]).strip().lower()
+        if name == "_method":
+            return True
+    return False
 
 
 def presented_key(headers: CIMultiDictProxy[str]) -> tuple[str | None, bool]:

@@ -67,7 +67,9 @@ class ProxyHandler:
             stats = self.stats.route(route.name)
             if route.max_concurrent is not None and stats.in_flight >= route.max_concurrent:
                 raise overloaded(route)
-            stats.in_flight += 1  # admitted: counted in flight until it ends
+            stats.in_flight += 1  # admitted: counted in flight until it ends (per route, per client)
+            if client is not None:
+                client.in_flight += 1
             try:
                 target = route.upstream_target(remainder, query)
                 if is_websocket_upgrade(request):
@@ -77,6 +79,8 @@ class ProxyHandler:
                 return await self._forward(request, route, target, request_id, exchange, key_in_authorization)
             finally:
                 stats.in_flight -= 1
+                if client is not None:
+                    client.in_flight -= 1
         except AuthProxyError as err:
             return await self._refuse(request, err, exchange)
         except asyncio.CancelledError:
@@ -96,7 +100,7 @@ class ProxyHandler:
     def _route_for(self, request: web.Request, client: Client) -> tuple[Route, str, str | None]:
         """Team mode: the route for the raw target among those the client may use, with its methods and rate."""
         route, remainder, query = self.router.match(request.raw_path, client.may_use)
-        self.gate.authorize(client, route.name, request.method)
+        self.gate.authorize(client, route.name, request.method, request.headers, query)
         return route, remainder, query
 
     async def _forward(

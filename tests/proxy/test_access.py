@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 
 import pytest
 
-from tests.conftest import raw_exchange
+from tests.conftest import raw_exchange, wait_until
 
 ALICE = "alice-key-0123456789abcdef"
 BOB = "bob-key-0123456789abcdef"
@@ -219,3 +220,84 @@ async def test_browser_login_asks_for_the_admin_key_in_team_mode(make_proxy, ups
     right = {"Authorization": "Basic " + base64.b64encode(f"me:{ADMIN}".encode()).decode()}
     async with client.get(proxy.at("/-/status"), headers=right) as resp:
         assert resp.status == 200
+
+
+# -- what "read-only" guarantees (methods: [GET, HEAD]) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("how", "kwargs"),
+    [
+        ("override header", {"headers": {"X-HTTP-Method-Override": "DELETE"}}),
+        ("X-HTTP-Method", {"headers": {"X-HTTP-Method": "DELETE"}}),
+        ("X-Method-Override", {"headers": {"X-Method-Override": "PUT"}}),
+        ("_method query", {"params": {"_method": "DELETE"}}),
+        ("_Method encoded", {"path": "/api/things?a=1&%5FMethod=delete"}),
+        ("GET with a body", {"data": b'{"delete": true}'}),
+    ],
+)
+async def test_a_read_only_key_cannot_get_around_its_methods(make_proxy, upstream, client, how, kwargs) -> None:
+    proxy = await make_proxy(team_cfg(upstream.url))
+    path = kwargs.pop("path", "/api/things")
+    headers = {"X-Authproxy-Key": BOB, **kwargs.pop("headers", {})}
+    status, body = await status_json(client, "GET", proxy.at(path), headers=headers, **kwargs)
+    assert (status, body["error"]["code"]) == (403, "forbidden"), how
+    assert "GET, HEAD only" in body["error"]["message"]
+    assert upstream.seen == []  # nothing was forwarded
+
+
+async def test_a_read_only_key_may_still_read(make_proxy, upstream, client) -> None:
+    proxy = await make_proxy(team_cfg(upstream.url))
+    headers = {"X-Authproxy-Key": BOB}
+    async with client.get(proxy.at("/api/things?method=x&not_method=1"), headers=headers) as resp:
+        assert resp.status == 200
+    assert upstream.last.raw_path == "/things?method=x&not_method=1"
+
+
+async def test_a_chunked_get_is_refused_for_a_read_only_key(make_proxy, upstream) -> None:
+    proxy = await make_proxy(team_cfg(upstream.url))
+    raw = (
+        f"GET /api/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Authproxy-Key: {BOB}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n0\r\n\r\n"
+    ).encode()
+    answer = await raw_exchange(proxy.url, raw)
+    assert answer.startswith(b"HTTP/1.1 403") and b"with a body" in answer
+    assert upstream.seen == []
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+async def test_websockets_need_all_methods_or_an_explicit_allowance(make_proxy, upstream, client, allowed) -> None:
+    cfg = team_cfg(upstream.url)
+    cfg["clients"]["bob"]["websocket"] = allowed
+    proxy = await make_proxy(cfg)
+    handshake = {
+        "X-Authproxy-Key": BOB,
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    async with client.get(proxy.at("/api/ws"), headers=handshake) as resp:
+        assert resp.status == (101 if allowed else 403)
+        if not allowed:
+            assert "clients.bob.websocket: true" in (await resp.json())["error"]["message"]
+
+
+async def test_one_key_cannot_hold_more_than_its_share_of_requests(make_proxy, upstream, client) -> None:
+    cfg = team_cfg(upstream.url)
+    cfg["clients"]["carol"] = {"key": "carol-key-0123456789abcdef", "max_concurrent": 2}
+    proxy = await make_proxy(cfg)
+    carol = {"X-Authproxy-Key": "carol-key-0123456789abcdef"}
+    hung = [asyncio.ensure_future(client.get(proxy.at(f"/api/hang/{i}"), headers=carol)) for i in range(2)]
+    await wait_until(lambda: len([s for s in upstream.seen if "/hang/" in s.raw_path]) == 2)
+    status, body = await status_json(client, "GET", proxy.at("/api/x"), headers=carol)
+    assert (status, body["error"]["code"]) == (429, "rate_limited")
+    assert "clients.carol.max_concurrent" in body["error"]["message"]
+    async with client.get(proxy.at("/api/x"), headers={"X-Authproxy-Key": ALICE}) as resp:
+        assert resp.status == 200  # another key is not affected
+    for task in hung:
+        task.cancel()
+    await asyncio.gather(*hung, return_exceptions=True)
+    await wait_until(lambda: upstream.cancelled == 2)
+    async with client.get(proxy.at("/api/x"), headers=carol) as resp:
+        assert resp.status == 200  # its requests ended: its share is free again
