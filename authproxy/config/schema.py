@@ -117,6 +117,17 @@ class Limits:
     max_body: int = opt(100 * 1024 * 1024, "Largest request body accepted (bytes or `10MiB`); more gets 413.")
     max_header_size: int = opt(8190, "Longest request line or header field (bytes).")
     client_timeout: float = opt(60.0, "Seconds a client may take to send its request (headers or body chunks).")
+    body_timeout: float = opt(
+        300.0, "Seconds a client may take to send a whole request body, however steadily; then 408 and closed."
+    )
+    send_timeout: float = opt(
+        60.0,
+        "Seconds a client may take to accept more of a response it is being sent; then its connection and the "
+        "upstream's are closed (a client that stops reading must not hold an upstream connection).",
+    )
+    upstream_connections: int = opt(
+        512, "Upstream connections of all routes together (token requests have a pool of their own)."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +148,11 @@ class RouteConfig:
     retry_body_limit: int = opt(1024 * 1024, "Largest request body buffered so it can be resent (bytes or `1MiB`).")
     retry_on_invalid_token_403: bool = opt(False, 'Treat 403 with `error="invalid_token"` like a 401.')
     max_concurrent: int | None = opt(None, "Most requests in flight on this route; more get 503 overloaded.")
+    max_connections: int | None = opt(
+        None,
+        "Most upstream connections this route may hold; more requests wait for one (up to connect_timeout). "
+        "Default: a fair share of limits.upstream_connections, so one route cannot take them all.",
+    )
     transport: Literal["auto", "native", "aiohttp"] = opt(
         "auto",
         "The HTTP client for this route's requests, websockets and token requests: `native` (authproxy's own "

@@ -36,8 +36,8 @@ async def request_body(request: web.Request, limits: Limits, *, replay_limit: in
     if length is not None and length > limits.max_body:
         raise too_large(limits.max_body)
     if replay_limit is not None and length is not None and length <= replay_limit:
-        return await read_body(request.content, length, limits.client_timeout), True
-    return LimitedBody(request.content, limits.max_body, limits.client_timeout), False
+        return await read_body(request.content, length, min(limits.client_timeout, limits.body_timeout)), True
+    return LimitedBody(request.content, limits.max_body, limits.client_timeout, limits.body_timeout), False
 
 
 async def read_body(content: StreamReader, length: int, timeout: float) -> bytes:
@@ -52,15 +52,17 @@ async def read_body(content: StreamReader, length: int, timeout: float) -> bytes
 
 
 class LimitedBody:
-    """A client's body streamed upstream chunk by chunk, cut off past `limit` bytes or `timeout` of silence.
+    """A client's body streamed upstream chunk by chunk, cut off past `limit` bytes, `timeout` of silence,
+    or `deadline` seconds in all (a client trickling one chunk just inside `timeout` would else hold its
+    upstream connection for ever).
 
     The transport sends it as the upstream request body; when it stops early it raises
     `BodySourceError` to the transport and keeps the client-facing reason in `error` (413, 408, 400),
     so the proxy answers that instead of a generic upstream failure.
     """
 
-    def __init__(self, content: StreamReader, limit: int, timeout: float) -> None:
-        self.content, self.limit, self.timeout = content, limit, timeout
+    def __init__(self, content: StreamReader, limit: int, timeout: float, deadline: float = float("inf")) -> None:
+        self.content, self.limit, self.timeout, self.deadline = content, limit, timeout, deadline
         self.error: AuthProxyError | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -68,11 +70,18 @@ class LimitedBody:
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         total = 0
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.deadline
         while True:
+            left = ends - loop.time()
             try:
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout(min(self.timeout, left)):
                     chunk = await self.content.readany()
             except TimeoutError:
+                if left <= self.timeout:
+                    raise self._stop(
+                        ClientTooSlow(f"the request body took longer than limits.body_timeout ({self.deadline:g} s)")
+                    ) from None
                 raise self._stop(too_slow(self.timeout)) from None
             except HttpProcessingError:  # a broken chunked encoding from the client
                 raise self._stop(BadRequest("the request body's chunked encoding is broken")) from None

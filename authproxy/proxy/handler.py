@@ -74,7 +74,7 @@ class ProxyHandler:
                 target = route.upstream_target(remainder, query)
                 if is_websocket_upgrade(request):
                     return await proxy_websocket(
-                        request, route, target, request_id, exchange, self.clock, key_in_authorization
+                        request, route, target, exchange, self.clock, self.limits.send_timeout, key_in_authorization
                     )
                 return await self._forward(request, route, target, request_id, exchange, key_in_authorization)
             finally:
@@ -128,7 +128,9 @@ class ProxyHandler:
         try:
             exchange.headers_at = self.clock.monotonic()
             exchange.status = upstream.status
-            return await stream_back(request, upstream, route, request_id, exchange, self.clock)
+            return await stream_back(
+                request, upstream, route, request_id, exchange, self.clock, self.limits.send_timeout
+            )
         finally:
             upstream.release()
 

@@ -7,6 +7,7 @@ a clean but short body.
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import structlog
@@ -20,14 +21,26 @@ from authproxy.proxy.routing import Route
 from authproxy.upstream.transport import TransportError, UpstreamResponse
 
 NO_BODY_STATUS = frozenset((204, 304))
+SMALL_BODY = 16 * 1024  # a known length up to this is written at once, whether or not the client reads
 
 log = structlog.get_logger("authproxy.proxy")
 
 
 async def stream_back(
-    request: web.Request, upstream: UpstreamResponse, route: Route, request_id: str, exchange: Exchange, clock: Clock
+    request: web.Request,
+    upstream: UpstreamResponse,
+    route: Route,
+    request_id: str,
+    exchange: Exchange,
+    clock: Clock,
+    send_timeout: float,
 ) -> web.StreamResponse:
-    """Send the upstream's status, headers (hop-by-hop dropped, Location pointed at the proxy) and body."""
+    """Send the upstream's status, headers (hop-by-hop dropped, Location pointed at the proxy) and body.
+
+    A client that stops accepting the body for `send_timeout` seconds has both connections closed: it
+    must not hold an upstream connection (the upstream's silence timer rests while the client is the slow
+    side). Small bodies of a known length are written without the timer: they never wait for the client.
+    """
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     headers = response_headers(upstream.headers, response.headers)  # straight into the response
     location = headers.get("Location")
@@ -46,10 +59,32 @@ async def stream_back(
         await response.write_eof()
         return response
     written = 0
+    length = upstream.headers.get("Content-Length")
     try:
-        async for chunk in upstream.chunks():
-            await response.write(chunk)
-            written += len(chunk)
+        if length is not None and length.isdigit() and int(length) <= SMALL_BODY:
+            async for chunk in upstream.chunks():
+                await response.write(chunk)
+                written += len(chunk)
+        else:
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(None) as deadline:
+                async for chunk in upstream.chunks():
+                    deadline.reschedule(loop.time() + send_timeout)  # only while the client is being written to
+                    await response.write(chunk)
+                    deadline.reschedule(None)
+                    written += len(chunk)
+    except TimeoutError:
+        exchange.bytes = written
+        exchange.error = "client_not_reading"
+        log.warning(
+            "client_not_reading",
+            route=route.name,
+            request_id=request_id,
+            detail=f"the client accepted nothing for {send_timeout:g} s (limits.send_timeout): both connections closed",
+        )
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     except TransportError as exc:
         exchange.bytes = written
         exchange.error = "upstream_broken_body"

@@ -36,13 +36,14 @@ async def proxy_websocket(
     request: web.Request,
     route: Route,
     target: str,
-    request_id: str,
     exchange: Exchange,
     clock: Clock,
+    send_timeout: float,
     key_in_authorization: bool = False,
 ) -> web.StreamResponse:
     if not web.WebSocketResponse().can_prepare(request).ok:  # a broken handshake never reaches the upstream
         raise BadRequest("not a valid WebSocket handshake (Sec-WebSocket-Key / Version)", route=route.name)
+    request_id = exchange.request_id
     headers = upstream_headers(request, route, request_id, key_in_authorization, route.drop | NO_BODY)
     headers["Connection"] = "Upgrade"
     headers["Upgrade"] = "websocket"
@@ -53,7 +54,7 @@ async def proxy_websocket(
     exchange.status = upstream.status
     if upstream.status != 101:
         try:
-            return await stream_back(request, upstream, route, request_id, exchange, clock)
+            return await stream_back(request, upstream, route, request_id, exchange, clock, send_timeout)
         finally:
             upstream.release()
     tunnel = upstream.tunnel()
@@ -65,14 +66,15 @@ async def proxy_websocket(
         response.headers.update({"Connection": "Upgrade", "Upgrade": "websocket", REQUEST_ID: request_id})
         await response.prepare(request)
         exchange.prepared_at = clock.monotonic()
-        exchange.bytes = await _relay(request, response, tunnel)
+        exchange.bytes = await _relay(request, response, tunnel, send_timeout)
     finally:
         tunnel.close()
     return response
 
 
-async def _relay(request: web.Request, response: web.StreamResponse, tunnel: Tunnel) -> int:
-    """Pump bytes both ways until one side closes; returns the bytes sent to the client."""
+async def _relay(request: web.Request, response: web.StreamResponse, tunnel: Tunnel, send_timeout: float) -> int:
+    """Pump bytes both ways until one side closes, or the client accepts nothing for `send_timeout`
+    seconds (then both close, as for any response); returns the bytes sent to the client."""
     protocol = request.protocol
     protocol.keep_alive(False)
     from_client = StreamReader(protocol, READ_LIMIT, loop=asyncio.get_running_loop())  # pauses the client when full
@@ -83,7 +85,8 @@ async def _relay(request: web.Request, response: web.StreamResponse, tunnel: Tun
     async def upstream_to_client() -> None:
         nonlocal sent
         while data := await tunnel.read():
-            await response.write(data)
+            async with asyncio.timeout(send_timeout):
+                await response.write(data)
             sent += len(data)
 
     async def client_to_upstream() -> None:
