@@ -6,6 +6,8 @@
                         wrong credentials -> 401 invalid_client; anything but client_credentials -> 400
     GET  /count         {"count": <token requests so far>, "times": [<epoch seconds of each>],
                          "issued": [{"token", "at", "expires_in"}...]}
+    POST /mode/NAME     ok | down (every token request answered 503 temporarily_unavailable) |
+                        slow (every answer held 2 s): the soak's outages
 
 Every token request is counted (failed ones too) with its arrival time (time.time(), so other processes on
 the machine can compare against their own clock). `--delay S` holds every answer S seconds: a slow token
@@ -36,12 +38,16 @@ class TokenEndpoint:
         self.delay = delay
         self.times: list[float] = []
         self.issued: list[dict[str, Any]] = []
+        self.mode = "ok"
 
     async def token(self, request: web.Request) -> web.Response:
         self.times.append(time.time())
         form = await request.post()
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
+        if self.mode == "down":
+            return web.json_response({"error": "temporarily_unavailable"}, status=503)
+        delay = 2.0 if self.mode == "slow" else self.delay
+        if delay > 0:
+            await asyncio.sleep(delay)
         if self._credentials(request, form) != (self.client_id, self.client_secret):
             return web.json_response({"error": "invalid_client"}, status=401)
         if form.get("grant_type") != "client_credentials":
@@ -61,6 +67,10 @@ class TokenEndpoint:
             return unquote_plus(user), unquote_plus(password)
         return str(form.get("client_id", "")), str(form.get("client_secret", ""))
 
+    async def set_mode(self, request: web.Request) -> web.Response:
+        self.mode = request.match_info["mode"]
+        return web.json_response({"mode": self.mode})
+
     async def count(self, _request: web.Request) -> web.Response:
         return web.json_response({"count": len(self.times), "times": self.times, "issued": self.issued})
 
@@ -70,6 +80,7 @@ async def serve(args: argparse.Namespace) -> None:
     app = web.Application()
     app.router.add_post("/oauth/token", endpoint.token)
     app.router.add_get("/count", endpoint.count)
+    app.router.add_post("/mode/{mode:ok|down|slow}", endpoint.set_mode)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.port)

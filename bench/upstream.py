@@ -8,6 +8,7 @@ no access log) and uvloop when installed.
     GET  /json       a fixed ~100-byte JSON body
     GET  /bytes/N    N bytes, streamed in 256 KiB chunks (Content-Length set)
     POST /sink       reads and discards the request body, answers {"received": <bytes>}
+    POST /hash       reads the request body, answers {"received": <bytes>, "sha256": <hex>}
     GET  /auth       echoes the Authorization header it received (which token a proxy injected)
 
 Any path prefix before these (e.g. `/api/json`) is ignored, so proxies with or without
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import signal
 import sys
@@ -44,6 +46,12 @@ async def handle(request: web.BaseRequest) -> web.StreamResponse:
         while chunk := await request.content.readany():
             received += len(chunk)
         return web.json_response({"received": received})
+    if path.endswith("/hash"):  # the soak checks that no body was altered on the way
+        digest, received = hashlib.sha256(), 0
+        while chunk := await request.content.readany():
+            digest.update(chunk)
+            received += len(chunk)
+        return web.json_response({"received": received, "sha256": digest.hexdigest()})
     _, sep, size = path.rpartition("/bytes/")
     if sep and size.isdigit():
         return await stream_bytes(request, int(size))
