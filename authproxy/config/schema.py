@@ -193,8 +193,15 @@ class StoreConfig:
     )
     encryption_key: str | None = opt(
         None,
-        "Fernet key that encrypts the file store at rest (or encryption_key_file); needs the encrypt extra.",
+        "Fernet key that encrypts the stored tokens at rest, in the file or in Redis (or encryption_key_file); "
+        "needs the encrypt extra.",
         secret=True,
+    )
+    allow_shared_permissions: bool = opt(
+        False,
+        "File store: start (with a warning) even when the store directory is writable by group or others or "
+        "owned by another user, or the token file is owned by another user; refused by default, since that "
+        "user could replace the tokens. For a deliberately shared directory, e.g. a Kubernetes volume with fsGroup.",
     )
     url: str | None = opt(
         None, "Redis URL for kind redis (redis://[:password@]host:6379/0, rediss:// for TLS, or unix://).", secret=True

@@ -6,10 +6,11 @@ byte-for-byte as the client sent them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from yarl import URL
 
@@ -97,35 +98,64 @@ class Router:
             p = route.match_prefix
             if path.startswith(p) and (len(path) == len(p) or path[len(p)] == "/"):
                 remainder = path[len(p) :]
-                if ("." in remainder or "%" in remainder or "\\" in remainder) and _climbs_out(remainder):
-                    raise BadPath("the path climbs out of the route with dot-segments ('..')", route=route.name)
+                if ("." in remainder or "%" in remainder or "\\" in remainder) and (
+                    problem := path_problem(remainder)
+                ) is not None:
+                    raise BadPath(problem, route=route.name)
                 return route, remainder, (query if sep else None)
         shown = [r.prefix for r in self.routes if visible is None or visible(r.name)]
         available = ", ".join(sorted(shown)) or "(none)"
         raise RouteNotFound(f"no route serves this path; available prefixes: {available}")
 
 
-def _climbs_out(remainder: str) -> bool:
-    """True when dot-segments in the (encoded) remainder would go above the route's base.
+MAX_DECODE_ROUNDS = 8  # percent-decoding rounds before a still-changing path is refused
+# Overlong UTF-8: a lead byte with a continuation that a shorter form could have spelled (`%c0%ae` is
+# '.', `%c0%af` '/', `%e0%80%ae` '.'). Strict decoders refuse them; lenient ones decode them to the
+# character they hide, so an upstream (or a filter behind it) might see `..` where we saw none.
+OVERLONG = re.compile(rb"[\xc0\xc1][\x80-\xbf]|\xe0[\x80-\x9f]|\xf0[\x80-\x8f]|\xf8[\x80-\x87]|\xfc[\x80-\x83]")
+U_ESCAPE = re.compile(rb"%u[0-9a-f]{4}", re.IGNORECASE)  # IIS's %uXXXX: not percent-encoding, decoded by some
 
-    Each segment is percent-decoded (repeatedly, so double-encoding cannot hide `..`), and
-    decoded `/` or `\\` split it further, since some upstreams decode those too; `;params` are
-    ignored, as servlet containers ignore them.
+
+def path_problem(remainder: str) -> str | None:
+    """Why the (encoded) remainder is refused, or None: a climb, a NUL, an overlong or `%u` spelling.
+
+    Each segment is percent-decoded to a fixpoint (at most MAX_DECODE_ROUNDS rounds, so no depth of
+    encoding can hide `..`), and what it decodes to is checked. NUL, overlong UTF-8 and `%u` are
+    refused wherever they are, climbing or not: upstreams disagree on what they mean (a NUL ends a
+    C string, a lenient decoder turns `%c0%ae` into '.'), and no legitimate client sends them. Once
+    present, each survives further decoding, so checking the fixpoint covers every depth. Decoded `/`
+    or `\\` split a segment further, since some upstreams decode those too; `;params` are ignored,
+    as servlet containers ignore them. Messages say what was refused, never the path itself.
     """
     depth = 0
     for segment in remainder.split("/"):
-        decoded = segment
-        for _ in range(3):
-            once = unquote(decoded)
+        decoded = segment.encode()
+        for _ in range(MAX_DECODE_ROUNDS):
+            once = unquote_to_bytes(decoded)
             if once == decoded:
                 break
             decoded = once
-        for part in decoded.replace("\\", "/").split("/"):
-            part = part.split(";", 1)[0]  # `..;x` is `..` to Tomcat and Spring (path parameters)
-            if part == "..":
+        else:
+            if unquote_to_bytes(decoded) != decoded:
+                return (
+                    f"the path is percent-encoded more than {MAX_DECODE_ROUNDS} levels deep; "
+                    "encode it once (a client never needs more)"
+                )
+        if b"\x00" in decoded:
+            return "the path holds an encoded NUL byte (%00); no path may contain one"
+        if OVERLONG.search(decoded):
+            return (
+                "the path holds an overlong UTF-8 sequence (like %c0%ae for '.'), a known way to hide "
+                "'..' or '/'; percent-encode the shortest UTF-8 form"
+            )
+        if U_ESCAPE.search(decoded):
+            return "the path holds a %uXXXX escape (IIS-style, not percent-encoding); percent-encode UTF-8 instead"
+        for part in decoded.replace(b"\\", b"/").split(b"/"):
+            part = part.split(b";", 1)[0]  # `..;x` is `..` to Tomcat and Spring (path parameters)
+            if part == b"..":
                 depth -= 1
                 if depth < 0:
-                    return True
-            elif part not in ("", "."):
+                    return "the path climbs out of the route with dot-segments ('..')"
+            elif part not in (b"", b"."):
                 depth += 1
-    return False
+    return None

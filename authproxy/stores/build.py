@@ -49,6 +49,7 @@ def build_store(config: Config, *, serving: bool = False, processes: int = 1) ->
 
 
 def _redis_store(config: Config, serving: bool) -> TokenStore:
+    from authproxy.stores.crypto import make_cipher
     from authproxy.stores.redis import INSTALL_HINT, Redis, RedisStore, check_url
 
     settings = config.store
@@ -57,17 +58,30 @@ def _redis_store(config: Config, serving: bool) -> TokenStore:
         problems.append(("store.kind", "redis needs store.url (or url_file), e.g. redis://127.0.0.1:6379/0"))
     elif (why := check_url(settings.url)) is not None:
         problems.append(("store.url", why))
-    for name in ("path", "encryption_key"):
-        if getattr(settings, name) is not None:
-            problems.append((f"store.{name}", "applies to the file store only; remove it with kind: redis"))
+    file_only = "applies to the file store only; remove it with kind: redis"
+    if settings.path is not None:
+        problems.append(("store.path", file_only))
+    if settings.allow_shared_permissions:
+        problems.append(("store.allow_shared_permissions", file_only))
     if settings.lock_ttl <= 0:
         problems.append(("store.lock_ttl", "must be a positive number of seconds"))
     if Redis is None:
         problems.append(("store.kind", f"the redis store needs the redis package; {INSTALL_HINT}"))
+    if settings.encryption_key is not None:
+        try:
+            make_cipher(settings.encryption_key)  # checked with the rest: every problem at once
+        except ValueError as exc:
+            problems.append(("store.encryption_key", str(exc)))
     if problems:
         raise ConfigError(problems)
     assert settings.url is not None
-    return RedisStore(settings.url, key_prefix=settings.key_prefix, lock_ttl=settings.lock_ttl, fallback=serving)
+    return RedisStore(
+        settings.url,
+        key_prefix=settings.key_prefix,
+        lock_ttl=settings.lock_ttl,
+        fallback=serving,
+        encryption_key=settings.encryption_key,
+    )
 
 
 def _file_store(config: Config) -> TokenStore:
@@ -76,7 +90,12 @@ def _file_store(config: Config) -> TokenStore:
     settings = config.store
     path = settings.path or default_path()
     try:
-        store = FileStore(path, encryption_key=settings.encryption_key, private_dir=settings.path is None)
+        store = FileStore(
+            path,
+            encryption_key=settings.encryption_key,
+            private_dir=settings.path is None,
+            allow_shared_permissions=settings.allow_shared_permissions,
+        )
     except ValueError as exc:
         raise ConfigError([("store.encryption_key", str(exc))]) from None
     try:

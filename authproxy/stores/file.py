@@ -7,9 +7,11 @@ updates and a reader sees the old file or the new one, never half of one. `lock(
 separate lock file per key, held while a token is fetched, so a refresh in one process waits
 for one in another (a rotating refresh token is used once).
 
-The file is 0600 and directories it creates are 0700. With an `encryption_key` the tokens are
-Fernet-encrypted at rest (the `encrypt` extra). A file that cannot be read back (corrupt, wrong
-key) raises `StoreFileError` and is never replaced: only the user may throw tokens away.
+The file is 0600 and directories it creates are 0700. No file is opened through a symbolic link,
+and a directory others may write to, or a token file another user owns, is refused at startup
+(`verify`) unless `allow_shared_permissions` (see `file_safety`). With an `encryption_key` the tokens
+are Fernet-encrypted at rest (`crypto`, the `encrypt` extra). A file that cannot be read back
+(corrupt, wrong key) raises `StoreFileError` and is never replaced: only the user may throw tokens away.
 
 File I/O is synchronous on purpose: the file is a few KB, the write lock is only ever held for
 one read-modify-write (never across a network call), and sync I/O keeps tests deterministic.
@@ -30,32 +32,29 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from authproxy.credentials.tokens import Token, token_entry, token_from_entry
 from authproxy.stores.base import TokenStore
+from authproxy.stores.crypto import CannotDecrypt, decrypt, encrypt, make_cipher
+from authproxy.stores.file_safety import (
+    OPT_IN,
+    StoreFileError,
+    linked,
+    open_nofollow,
+    permission_problems,
+    planted_links,
+)
 
 try:  # POSIX; elsewhere only in-process locking is available
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+log = structlog.get_logger("authproxy.stores")
+
 FORMAT = "authproxy-tokens"
 VERSION = 1
-ENCRYPT_HINT = "install the encrypt extra: pip install 'authproxy[encrypt]'"
-KEYGEN_HINT = (
-    "generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
-)
-
-
-class StoreFileError(OSError):
-    """The token file exists but cannot be used; it is left untouched. `field` is the config key to fix."""
-
-    def __init__(self, message: str, *, field: str = "path") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def default_path(env: Mapping[str, str] | None = None) -> Path:
@@ -64,18 +63,6 @@ def default_path(env: Mapping[str, str] | None = None) -> Path:
     state = env.get("XDG_STATE_HOME", "")
     base = Path(state) if state and Path(state).is_absolute() else Path.home() / ".local" / "state"
     return base / "authproxy" / "tokens.json"
-
-
-def make_cipher(key: str) -> Any:
-    """A Fernet cipher for `key`; ValueError (with what to do) for a missing extra or a bad key."""
-    try:
-        from cryptography.fernet import Fernet  # optional extra: only when encryption is configured
-    except ImportError:
-        raise ValueError(f"encrypting the token file needs the cryptography package; {ENCRYPT_HINT}") from None
-    try:
-        return Fernet(key.strip().encode())
-    except (ValueError, TypeError):
-        raise ValueError(f"not a Fernet key (44 characters of url-safe base64); {KEYGEN_HINT}") from None
 
 
 LOCK_TIMEOUT = 30.0  # seconds to wait for another process's lock on a key (it holds it for one token request)
@@ -92,14 +79,17 @@ class FileStore(TokenStore):
         *,
         encryption_key: str | None = None,
         private_dir: bool = False,
+        allow_shared_permissions: bool = False,
         lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
-        """`private_dir`: the parent directory is ours (the default location): keep it 0700."""
+        """`private_dir`: the parent directory is ours (the default location): keep it 0700.
+        `allow_shared_permissions`: `verify` warns about a shared directory or a foreign file instead of refusing."""
         super().__init__()
         self.path = Path(path).expanduser()
         self.lock_timeout = lock_timeout
         self._cipher = make_cipher(encryption_key) if encryption_key else None
         self._private_dir = private_dir
+        self._allow_shared = allow_shared_permissions
 
     def where(self) -> str:
         return str(self.path)
@@ -142,12 +132,27 @@ class FileStore(TokenStore):
         return sorted(self._read())
 
     def verify(self) -> None:
-        """Read the whole file now (startup): raise StoreFileError rather than fail on first use."""
+        """At startup, raise StoreFileError rather than fail on first use: a planted link, shared
+        permissions (a warning with `allow_shared_permissions`), a file that cannot be read."""
+        links = planted_links(self.path)
+        if links:
+            raise linked(links[0])
+        problems = permission_problems(self.path, private_dir=self._private_dir)
+        if problems and not self._allow_shared:
+            raise StoreFileError("; ".join(problems) + f"; {OPT_IN}")
+        for problem in problems:
+            log.warning(
+                "token_store_permissions", problem=problem, detail="store.allow_shared_permissions is set: starting"
+            )
         self._read()
-        with contextlib.suppress(OSError):  # an old file readable by others: tighten it
-            mode = self.path.stat().st_mode
-            if mode & 0o077:
-                self.path.chmod(stat.S_IMODE(mode) & 0o600)
+        with contextlib.suppress(OSError):  # an old file readable by others: tighten it (never through a link)
+            fd = open_nofollow(self.path, os.O_RDONLY)
+            try:
+                mode = os.fstat(fd).st_mode
+                if mode & 0o077:
+                    os.fchmod(fd, stat.S_IMODE(mode) & 0o600)
+            finally:
+                os.close(fd)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -166,9 +171,11 @@ class FileStore(TokenStore):
 
     def _read(self) -> dict[str, Any]:
         try:
-            raw = self.path.read_bytes()
+            fd = open_nofollow(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return {}
+        with os.fdopen(fd, "rb") as file:
+            raw = file.read()
         if not raw.strip():
             return {}  # an empty file holds nothing to lose
         return self._decode(raw)
@@ -198,11 +205,9 @@ class FileStore(TokenStore):
                 "to the key it was written with",
                 field="encryption_key",
             )
-        from cryptography.fernet import InvalidToken
-
         try:
-            plain = self._cipher.decrypt(str(data).encode())
-        except (InvalidToken, ValueError, TypeError):
+            plain = decrypt(self._cipher, data)
+        except CannotDecrypt:
             raise StoreFileError(
                 f"{self.path} cannot be decrypted with the configured store.encryption_key (wrong key?); "
                 "set the key it was written with, or move the file away and log in again",
@@ -228,7 +233,7 @@ class FileStore(TokenStore):
     def _write(self, tokens: dict[str, Any]) -> None:
         doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
         if self._cipher is not None:
-            doc["encrypted"] = self._cipher.encrypt(json.dumps({"tokens": tokens}).encode()).decode("ascii")
+            doc["encrypted"] = encrypt(self._cipher, json.dumps({"tokens": tokens}).encode())
         else:
             doc["tokens"] = tokens
         data = json.dumps(doc, indent=1, sort_keys=True).encode()
@@ -266,7 +271,7 @@ def _json(raw: bytes) -> Any:
 
 
 def _open_lock(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    return open_nofollow(path, os.O_RDWR | os.O_CREAT)  # a planted link is refused, never followed
 
 
 @contextlib.contextmanager

@@ -7,6 +7,10 @@ LOCK_POLL seconds: a refresh happens about once per token lifetime, so polling c
 unlike pub/sub, cannot miss a release. After the wait the credential re-reads the store and adopts
 the token the holder saved, so a rotating refresh token is used once.
 
+With `encryption_key` each token's value is Fernet-encrypted, all but its `obtained_at`, which the
+write-back script compares inside Redis (the format, and what happens to an entry stored before the
+key was set: `redis_format`).
+
 When Redis is unavailable, a store built with `fallback=True` (a serving proxy) keeps working from
 this process's own copies: loads return the last token it saw, saves are kept and written back when
 Redis returns (unless Redis holds a newer one), and the lock is only the in-process one, with a
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import re
 import secrets
@@ -30,8 +33,10 @@ from urllib.parse import urlsplit
 import structlog
 
 from authproxy.clock import Clock, SystemClock, wait_event
-from authproxy.credentials.tokens import Token, token_entry, token_from_entry
+from authproxy.credentials.tokens import Token
 from authproxy.stores.base import TokenStore
+from authproxy.stores.crypto import make_cipher
+from authproxy.stores.redis_format import REPLACE_IF, WRITE_BACK, UnreadableEntry, decode, encode
 
 try:  # the `redis` extra
     from redis.asyncio import Redis
@@ -54,19 +59,6 @@ CONNECT_TIMEOUT, COMMAND_TIMEOUT = 2.0, 5.0
 # KEYS[1] lock key; ARGV[1] owner [, ARGV[2] ttl ms]: only the owner may release or extend.
 RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-# KEYS[1] token key; ARGV[1] entry JSON, ARGV[2] its obtained_at: write back unless Redis has a newer token.
-WRITE_BACK = """
-local current = redis.call('get', KEYS[1])
-if current then
-  local ok, entry = pcall(cjson.decode, current)
-  if ok and type(entry) == 'table' and tonumber(entry['obtained_at']) and
-     tonumber(entry['obtained_at']) >= tonumber(ARGV[2]) then
-    return 0
-  end
-end
-redis.call('set', KEYS[1], ARGV[1])
-return 1
-"""
 
 
 class StoreUnavailable(OSError):
@@ -107,6 +99,7 @@ class RedisStore(TokenStore):
         key_prefix: str = "authproxy:",
         lock_ttl: float = 10.0,
         fallback: bool = False,
+        encryption_key: str | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -114,6 +107,8 @@ class RedisStore(TokenStore):
             raise ValueError(f"the redis store needs the redis package; {INSTALL_HINT}")
         super().__init__()
         self._url, self.prefix, self.lock_ttl, self._fallback = url, key_prefix, lock_ttl, fallback
+        self._cipher = make_cipher(encryption_key) if encryption_key else None  # ValueError: what to fix
+        self._unreadable: set[str] = set()  # keys whose unreadable entry was logged (once each)
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._client: Any = None
@@ -130,7 +125,7 @@ class RedisStore(TokenStore):
         return f"Redis at {address(self._url)}"
 
     def __repr__(self) -> str:
-        return f"RedisStore({address(self._url)!r}, prefix={self.prefix!r})"
+        return f"RedisStore({address(self._url)!r}, prefix={self.prefix!r}, encrypted={self._cipher is not None})"
 
     # -- TokenStore --------------------------------------------------------------------------------
 
@@ -141,14 +136,14 @@ class RedisStore(TokenStore):
             if not self._fallback:
                 raise
             return self._local.get(key)
-        token = None if raw is None else _decode(key, raw)
+        token = None if raw is None else await self._decode(key, raw)
         self._local[key] = token
         return token
 
     async def save(self, key: str, token: Token) -> None:
         self._local[key] = token
         try:
-            await self._call(lambda r: r.set(self._token_key(key), _encode(token)))
+            await self._call(lambda r: r.set(self._token_key(key), encode(key, token, self._cipher)))
         except StoreUnavailable:
             if not self._fallback:
                 raise
@@ -227,6 +222,29 @@ class RedisStore(TokenStore):
 
     def _lock_key(self, key: str) -> str:
         return f"{self.prefix}lock:{key}"
+
+    async def _decode(self, key: str, raw: bytes) -> Token:
+        """The token in `raw`; an entry stored before encryption was configured is encrypted in place."""
+        try:
+            token, plain = decode(key, raw, self._cipher, self._token_key(key))
+        except UnreadableEntry as exc:
+            if key not in self._unreadable:  # the credential logs only the error's type
+                self._unreadable.add(key)
+                log.error("token_store_entry_unreadable", key=key, detail=str(exc))
+            raise
+        if plain and self._cipher is not None:
+            sealed = encode(key, token, self._cipher)
+            with contextlib.suppress(StoreUnavailable):  # else the next save encrypts it
+                replaced = await self._call(
+                    lambda _r: self._script(REPLACE_IF)(keys=[self._token_key(key)], args=[raw, sealed])
+                )
+                log.warning(
+                    "token_store_entry_encrypted",
+                    key=key,
+                    replaced=bool(replaced),
+                    detail="it was stored unencrypted, before store.encryption_key was set",
+                )
+        return token
 
     def _redis(self) -> Any:
         if self._client is None:  # created inside the running loop, on first use
@@ -322,7 +340,7 @@ class RedisStore(TokenStore):
                 token = self._local.get(key)
                 if token is not None:
                     written = await self._script(WRITE_BACK)(
-                        keys=[self._token_key(key)], args=[_encode(token), token.obtained_at or 0]
+                        keys=[self._token_key(key)], args=[encode(key, token, self._cipher), token.obtained_at or 0]
                     )
                     log.info("token_store_written_back", key=key, written=bool(written))
                 if self._local.get(key) is token:  # a save during the write-back stays pending
@@ -373,15 +391,3 @@ class RedisStore(TokenStore):
             if not kept:
                 log.warning("token_lock_lost", key=key, detail="the refresh lock expired while held")
                 return
-
-
-def _encode(token: Token) -> str:
-    return json.dumps(token_entry(token))
-
-
-def _decode(key: str, raw: bytes) -> Token:
-    """The token in `raw`; StoreUnavailable (not a crash) for an entry someone else wrote."""
-    try:
-        return token_from_entry(json.loads(raw))
-    except (ValueError, TypeError, UnicodeDecodeError):
-        raise StoreUnavailable(f"the Redis entry for {key!r} is not a token written by authproxy") from None

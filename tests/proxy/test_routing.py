@@ -101,3 +101,53 @@ def test_root_prefix_catches_everything_else() -> None:
     assert str(route.upstream_url(remainder, query)) == "https://root.example/base/ab/x?y"
     route, remainder, query = r.match("/")
     assert str(route.upstream_url(remainder, query)) == "https://root.example/base/"
+
+
+# -- issue 14, item 7: spellings that hide `..`, NUL or a non-standard escape ----------------------
+
+REFUSED_SPELLINGS = {
+    "four_times_encoded_dots": ("/stockx/%2525252e%2525252e/x", "climbs out"),
+    "five_times_encoded_dots": ("/stockx/%252525252e%252525252e", "climbs out"),
+    "encoded_nul_after_dots": ("/stockx/..%00/x", "NUL"),
+    "encoded_nul_inside": ("/stockx/a%00b", "NUL"),
+    "double_encoded_nul": ("/stockx/a%2500b", "NUL"),
+    "overlong_slash": ("/stockx/..%c0%af..%c0%afx", "overlong"),
+    "overlong_two_byte_dots": ("/stockx/%c0%ae%c0%ae/x", "overlong"),
+    "overlong_c1": ("/stockx/%C1%9C", "overlong"),
+    "overlong_three_byte_dot": ("/stockx/%e0%80%ae%e0%80%ae/x", "overlong"),
+    "overlong_four_byte_dot": ("/stockx/%f0%80%80%ae", "overlong"),
+    "encoded_overlong": ("/stockx/%25c0%25ae%25c0%25ae/x", "overlong"),
+    "iis_u_dots": ("/stockx/%u002e%u002e/x", "%u"),
+    "iis_u_slash": ("/stockx/..%u2215x", "%u"),
+    "iis_u_upper": ("/stockx/%U002E%U002E", "%u"),
+    "encoded_iis_u": ("/stockx/%25u002e%25u002e", "%u"),
+    "encoded_past_the_bound": ("/stockx/%" + "25" * 12 + "2e", "levels"),
+}
+
+
+@pytest.mark.parametrize(("target", "words"), list(REFUSED_SPELLINGS.values()), ids=list(REFUSED_SPELLINGS))
+def test_hidden_dots_nul_overlong_and_u_escapes_are_refused(target: str, words: str) -> None:
+    with pytest.raises(BadPath) as info:
+        R.match(target)
+    assert words in info.value.message and info.value.route == "stockx"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/stockx/a%2Fb/c",  # an encoded slash that does not climb
+        "/stockx/a%2F..%2Fb",  # ... nor with a dot-segment that stays inside
+        "/stockx/%20x%20",
+        "/stockx/caf%C3%A9/%E2%82%AC/%F0%9F%98%80",  # shortest-form UTF-8 of 2, 3 and 4 bytes
+        "/stockx/%E0%A0%80/%F0%90%80%80",  # the first 3- and 4-byte code points: not overlong
+        "/stockx/%ff%fe/%c3%28/%c0",  # invalid but not overlong UTF-8: the upstream's business
+        "/stockx/%2525/%25252e",  # a literal '%25' and an encoded '%2e' that decodes to one dot
+        "/stockx/x?q=%00%c0%ae%u002e&p=../..",  # the query is not a path
+        "/stockx/%2e%2e%2e/%u",  # '...' is a name; a bare '%u' is not an IIS escape
+    ],
+)
+def test_legitimate_encodings_are_forwarded_byte_for_byte(target: str) -> None:
+    route, remainder, query = R.match(target)
+    path, _, raw_query = target.partition("?")
+    assert route.name == "stockx" and remainder == path.removeprefix("/stockx") and query == (raw_query or None)
+    assert str(route.upstream_url(remainder, query)) == "https://api.stockx.com/v2" + target.removeprefix("/stockx")

@@ -1,4 +1,4 @@
-"""The TokenStore contract: every store (memory, file, encrypted file, redis) passes the same tests."""
+"""The TokenStore contract: every store (memory, file, redis, both also encrypted) passes the same tests."""
 
 from __future__ import annotations
 
@@ -32,16 +32,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
 
 
-@pytest.fixture(params=["memory", "file", "file-encrypted", "redis"])
+@pytest.fixture(params=["memory", "file", "file-encrypted", "redis", "redis-encrypted"])
 async def make_store(request, tmp_path: Path) -> AsyncIterator[StoreFactory]:
     """A factory: for shared stores each call is a new handle on the same storage (another process)."""
     if request.param == "memory":
         store = MemoryStore()
         yield lambda: store
-    elif request.param == "redis":
+    elif request.param.startswith("redis"):
         url, prefix = request.getfixturevalue("redis_server").url, f"test-{uuid.uuid4().hex[:8]}:"
+        key = KEY if request.param == "redis-encrypted" else None
         handles: list[RedisStore] = []
-        yield lambda: handles.append(RedisStore(url, key_prefix=prefix)) or handles[-1]
+        yield lambda: handles.append(RedisStore(url, key_prefix=prefix, encryption_key=key)) or handles[-1]
         for handle in handles:
             await handle.close()
     else:
