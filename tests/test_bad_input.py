@@ -366,7 +366,8 @@ async def test_raw_non_ascii_bytes_in_the_target_are_refused(proxy, upstream, ta
     await assert_still_serving(proxy, upstream)
 
 
-@pytest.mark.parametrize("target", ["/api/%ff%fe", "/api/%c3%28", "/api/%c0%ae%c0%ae/x", "/api/x?q=%ff%00%fe"])
+# Overlong UTF-8 (`%c0%ae` is a dot to a lenient decoder) is refused since issue 14: tests/test_bad_input_paths.py.
+@pytest.mark.parametrize("target", ["/api/%ff%fe", "/api/%c3%28", "/api/x%c3/y", "/api/x?q=%ff%00%fe"])
 async def test_percent_encoded_invalid_utf8_is_forwarded_byte_for_byte(proxy, upstream, target: str) -> None:
     resp = await raw_request(proxy.url, get(target))
     assert resp.status == 200, resp.raw[:300]
