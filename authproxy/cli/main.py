@@ -189,6 +189,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from authproxy.stores.build import build_store
 
     config = load_config(args.config)
+    _setup_logging(config, "console", "warning")  # what building says (a store's warnings) goes to stderr
     # What `run` builds (routes, credentials, client auth, TLS files, the store), not started: nothing connects.
     runtime = build_runtime(config, clock=SystemClock(), store=build_store(config, serving=True))
     asyncio.run(runtime.close())
