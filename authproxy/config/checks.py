@@ -97,6 +97,8 @@ class ConfigChecks:
             self.problems.add(f"{path}.prefix", f"{route.prefix!r} is not a path prefix; write e.g. /{route.name}")
         elif prefix == "/-" or prefix.startswith("/-/"):
             self.problems.add(f"{path}.prefix", "/-/ is reserved for the admin endpoints; choose another prefix")
+        if route.max_connections is not None and route.max_connections < 1:
+            self.problems.add(f"{path}.max_connections", "must be at least 1 (or left out for a fair share)")
         for header in route.headers:
             if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", header):
                 self.problems.add(f"{path}.headers.{header}", "not a valid HTTP header name")

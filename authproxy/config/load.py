@@ -137,6 +137,8 @@ class _Context(ConfigChecks):
                     routes[str(name)] = route
         self.check_prefixes(routes)
         self.check_listen(config)
+        if config.limits.upstream_connections < 1:
+            self.problems.add("limits.upstream_connections", "must be at least 1 (512 by default)")
         self.check_team(config, routes)
         self.check_pair(config.tls.cert_file, config.tls.key_file, "tls")
         return dataclasses.replace(config, routes=routes)

@@ -72,11 +72,11 @@ async def reload_config(app: web.Application) -> ReloadResult:
             for cfg in config.routes.values():  # build everything first: nothing starts or is deleted yet
                 previous = old.get(cfg.name)
                 if previous is not None and previous.config.auth == cfg.auth:
-                    route = runtime.new_route(cfg, keep=previous.credential)
+                    route = runtime.new_route(cfg, keep=previous.credential, config=config)
                 else:
                     if previous is not None and identity_fields(previous.config.auth) != identity_fields(cfg.auth):
                         stale_keys.append(store_key(cfg.name))  # a token for another client or scope
-                    route = runtime.new_route(cfg)
+                    route = runtime.new_route(cfg, config=config)
                     if route.credential is not None:
                         built.append(route.credential)
                 routes.append(route)
@@ -101,9 +101,10 @@ async def reload_config(app: web.Application) -> ReloadResult:
             message=f"the new config has {len(err.problems)} problem(s); the running config stays in place",
         )
 
-    result = ReloadResult(
-        200, restart_needed=[key for key in RESTART_ONLY if getattr(config, key) != getattr(runtime.config, key)]
-    )
+    restart_needed = [key for key in RESTART_ONLY if getattr(config, key) != getattr(runtime.config, key)]
+    if config.limits.upstream_connections != runtime.config.limits.upstream_connections:
+        restart_needed.append("limits.upstream_connections")  # the pools are made with it
+    result = ReloadResult(200, restart_needed=restart_needed)
     in_use = {r.credential for r in routes if r.credential is not None}
     for route in routes:
         previous = old.get(route.name)

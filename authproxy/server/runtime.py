@@ -26,9 +26,8 @@ from authproxy.proxy.routing import Route, Router
 from authproxy.stores.base import TokenStore
 from authproxy.stores.build import build_store
 from authproxy.upstream.pool import NativeTransport
-from authproxy.upstream.transport import Transport
+from authproxy.upstream.transport import Endpoint, Transport
 
-UPSTREAM_CONNECTIONS = 512  # proxied requests and websockets, all routes together
 TOKEN_CONNECTIONS = 32  # token requests have a pool of their own: busy upstreams never starve a renewal
 IDLE_TIMEOUT = 60.0
 
@@ -39,12 +38,13 @@ class Transports:
     Token requests get a pool of their own, so upstream traffic can never keep a token from renewing.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, upstream_connections: int = 512) -> None:
         self._clock = clock
+        self._upstream_connections = upstream_connections  # proxied requests and websockets, all routes together
         self._made: dict[tuple[str, str], Transport] = {}
 
     def for_route(self, route: RouteConfig) -> Transport:
-        return self._get(_kind(route.transport), "upstream", UPSTREAM_CONNECTIONS)
+        return self._get(_kind(route.transport), "upstream", self._upstream_connections)
 
     def for_tokens(self, route: RouteConfig) -> Transport:
         return self._get(_kind(route.transport), "tokens", TOKEN_CONNECTIONS)
@@ -92,9 +92,11 @@ class Runtime:
     admin_port: int | None = None  # bound port of the separate admin listener, when there is one
     retired: dict[Credential, asyncio.Task[None]] = field(default_factory=dict)  # replaced by a reload
 
-    def new_route(self, cfg: RouteConfig, keep: Credential | None = None) -> Route:
-        """A route of this runtime with its transport, and `keep` or else a new credential (not started)."""
+    def new_route(self, cfg: RouteConfig, keep: Credential | None = None, config: Config | None = None) -> Route:
+        """A route of `config` (default: the runtime's) with its transport, and `keep` or else a new credential
+        (not started)."""
         route = Route(cfg)
+        route.endpoint = Endpoint(route.upstream, route.tls, limit=connection_share(cfg, config or self.config))
         route.transport = self.transports.for_route(cfg)
         route.credential = keep or build_credential(
             cfg, transport=self.transports.for_tokens(cfg), store=self.store, clock=self.clock
@@ -112,6 +114,14 @@ class Runtime:
         await self.transports.close()
 
 
+def connection_share(cfg: RouteConfig, config: Config) -> int | None:
+    """Upstream connections a route may hold: its `max_connections`, else half of all of them when there are
+    several routes, so one route's slow clients or upstream cannot starve the others."""
+    if cfg.max_connections is not None:
+        return cfg.max_connections
+    return max(1, config.limits.upstream_connections // 2) if len(config.routes) > 1 else None
+
+
 def build_runtime(
     config: Config,
     *,
@@ -127,7 +137,7 @@ def build_runtime(
         Gatekeeper(config, clock),
         BrowserGuard(config),
         store or build_store(config),
-        Transports(clock),
+        Transports(clock, config.limits.upstream_connections),
         clock,
         config_path,
         clock.monotonic(),
