@@ -57,6 +57,12 @@ class UpstreamError(AuthProxyError):
     code, status = "upstream_error", 502
 
 
+class UpstreamBadResponse(AuthProxyError):
+    """The upstream's answer broke a limit before its body (head size, header count, interim answers)."""
+
+    code, status = "upstream_bad_response", 502
+
+
 class TokenUnavailable(AuthProxyError):
     """No valid token right now (endpoint failing, or waited too long); retry later."""
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from authproxy.clock import Clock
-from authproxy.errors import AuthProxyError, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from authproxy.errors import AuthProxyError, UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from authproxy.proxy.bodies import LimitedBody
 from authproxy.proxy.exchange import Exchange
 from authproxy.proxy.headers import upstream_request_headers
@@ -22,6 +22,7 @@ from authproxy.upstream.transport import (
     Body,
     TransportError,
     UnsafeHeaderError,
+    UpstreamBadResponseError,
     UpstreamConnectError,
     UpstreamResponse,
     UpstreamTimeoutError,
@@ -136,4 +137,6 @@ def upstream_failure(exc: TransportError, route: Route) -> AuthProxyError:
         return UpstreamUnreachable(f"cannot connect to the upstream {route.origin}: {exc.reason}", route=route.name)
     if isinstance(exc, UnsafeHeaderError):
         return UpstreamError(f"refused to send the request: {exc}", route=route.name)
+    if isinstance(exc, UpstreamBadResponseError):
+        return UpstreamBadResponse(f"refused the upstream's answer: {exc}", route=route.name)
     return UpstreamError(f"the upstream broke the exchange before answering ({type(exc).__name__})", route=route.name)

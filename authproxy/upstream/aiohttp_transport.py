@@ -3,31 +3,40 @@
 aiohttp does the connecting, pooling, TLS and parsing; this adapter makes it behave like the native
 client: nothing added to the head but `Host` and the body's framing, no redirect followed, no
 decompression, no cookies, aiohttp's own resend switched off (it resends on any dropped connection;
-the native rule is narrower, see `request`), every aiohttp error turned into a `TransportError`,
-and after a 101 the connection taken over as a raw byte `Tunnel` (as aiohttp's `ws_connect` does).
+the native rule is narrower, see `request`), every aiohttp error turned into a `TransportError`
+(aiohttp_errors.py), and after a 101 the connection taken over as a raw byte `Tunnel` (as aiohttp's
+`ws_connect` does). The native client's rules on heads, reuse and rest (limits.py) are applied to
+aiohttp's connections by aiohttp_pool.py.
+
+An endpoint's own `limit` is a semaphore here: at most that many exchanges with the endpoint at a time,
+so at most that many connections busy for it. aiohttp pools idle connections per host and port for the
+whole session (two endpoints with the same origin share them), so idle ones are not counted against it;
+they count against the transport's `limit` like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import inspect
 import re
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
 from types import SimpleNamespace
-from typing import Any
 
 import aiohttp
-from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDict
 from yarl import URL
 
+from authproxy.clock import Clock, SystemClock
+from authproxy.upstream.aiohttp_errors import mapped, refusal, stale
+from authproxy.upstream.aiohttp_pool import EndpointGate, RestingConnector
+from authproxy.upstream.aiohttp_tunnel import AiohttpTunnel, Feed
+from authproxy.upstream.limits import MAX_HEAD, MAX_HEADERS, MAX_INTERIM, REST, HeadLimits
 from authproxy.upstream.transport import (
     IDEMPOTENT_METHODS,
     Body,
     BodySourceError,
     Endpoint,
-    TransportError,
     UnsafeHeaderError,
     UpstreamBrokenError,
     UpstreamConnectError,
@@ -35,7 +44,9 @@ from authproxy.upstream.transport import (
 )
 
 READ_BUFSIZE = 256 * 1024  # aiohttp pauses reading past twice this: the native HIGH_WATER (512 KiB)
-MAX_FIELD = 64 * 1024  # llhttp (native) has no header size limit; aiohttp's default 8 KiB would refuse big cookies
+# aiohttp's parser bounds each line (8 KiB by default: big cookies would fail); one as long as a whole head is allowed,
+# the head itself is bounded by aiohttp_pool.LimitedHandler. Its own header count only since aiohttp 3.12 or so.
+TAKES_MAX_HEADERS = "max_headers" in inspect.signature(aiohttp.ClientSession).parameters
 SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")  # send only what the caller gave
 FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what aiohttp's writer refuses (after taking a connection)
 NO_CONNECTIONS = {"open": 0, "idle": 0, "waiting": 0}
@@ -84,20 +95,43 @@ async def _on_reuse(session: aiohttp.ClientSession, ctx: SimpleNamespace, params
 
 
 class AiohttpTransport:
-    """aiohttp's `ClientSession` behind the `Transport` interface; the session is made on first use (in the loop)."""
+    """aiohttp's `ClientSession` behind the `Transport` interface; the session is made on first use (in the loop).
 
-    def __init__(self, limit: int = 512, idle_timeout: float = 60.0) -> None:
-        self.limit, self.idle_timeout = limit, idle_timeout
+    `rest`, `max_head`, `max_headers`, `max_interim` as the native transport's (limits.py); `clock` times the rest.
+    """
+
+    def __init__(
+        self,
+        limit: int = 512,
+        idle_timeout: float = 60.0,
+        *,
+        rest: float = REST,
+        max_head: int = MAX_HEAD,
+        max_headers: int = MAX_HEADERS,
+        max_interim: int = MAX_INTERIM,
+        clock: Clock | None = None,
+    ) -> None:
+        self.limit, self.idle_timeout, self.rest = limit, idle_timeout, rest
+        self.head_limits = HeadLimits(max_head, max_headers, max_interim)
+        self._clock = clock or SystemClock()
         self._session: aiohttp.ClientSession | None = None
+        self._gates: dict[Endpoint, EndpointGate] = {}
         self._closed = False
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise UpstreamConnectError("the proxy is shutting down")
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self.limit, limit_per_host=0, keepalive_timeout=self.idle_timeout, enable_cleanup_closed=True
+            connector = RestingConnector(
+                limits=self.head_limits,
+                rest=self.rest,
+                clock=self._clock,
+                limit=self.limit,
+                limit_per_host=0,
+                keepalive_timeout=self.idle_timeout,
+                enable_cleanup_closed=True,
             )
+            more = {"max_headers": self.head_limits.max_headers} if TAKES_MAX_HEADERS else {}
             trace = aiohttp.TraceConfig()
             trace.on_connection_reuseconn.append(_on_reuse)
             self._session = aiohttp.ClientSession(
@@ -107,11 +141,12 @@ class AiohttpTransport:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
                 read_bufsize=READ_BUFSIZE,
-                max_line_size=MAX_FIELD,
-                max_field_size=MAX_FIELD,
+                max_line_size=self.head_limits.max_head,
+                max_field_size=self.head_limits.max_head,
                 request_class=_Request,
                 trace_configs=[trace],
                 timeout=aiohttp.ClientTimeout(total=None),
+                **more,
             )
             # Private, as aiohttp's own test client does: aiohttp would resend an idempotent request after any
             # dropped connection, even a new one; `request` resends only after a stale kept-alive one.
@@ -133,11 +168,44 @@ class AiohttpTransport:
         """Send one request; its response's head (release() it when done with the body)."""
         sent = _outgoing(method, target, headers, body, endpoint.host_header)  # refused here: nothing was sent
         session = self._open_session()
+        gate: EndpointGate | None = None
+        if endpoint.limit is not None:
+            gate = self._gates.get(endpoint) or self._gates.setdefault(endpoint, EndpointGate(endpoint.limit))
+            await gate.enter(endpoint, connect_timeout)
+        try:
+            resp = await self._send(session, endpoint, method, target, sent, body, connect_timeout, read_timeout)
+            if resp.status == 101 and not upgrade:
+                resp.close()  # switching protocols unasked: nothing to trust after it
+                raise UpstreamBrokenError("the upstream switched protocols (101) for a plain request")
+            if resp.status == 101 and resp.connection is None:  # aiohttp did not switch: no (usable) `Upgrade`
+                resp.close()
+                raise UpstreamBrokenError("the upstream's 101 names no protocol to switch to")
+        except BaseException:
+            if gate is not None:
+                gate.free.release()
+            raise
+        return AiohttpResponse(resp, read_timeout, gate)
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        endpoint: Endpoint,
+        method: str,
+        target: str,
+        sent: CIMultiDict[str],
+        body: Body,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> aiohttp.ClientResponse:
+        """The exchange through aiohttp, up to the final head; every failure as a `TransportError`."""
         url = URL(endpoint.origin + target, encoded=True)  # the target goes byte for byte
         context: ssl.SSLContext | bool = endpoint.tls.context() if endpoint.tls is not None else False
         timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
         )
+        connector = session.connector
+        if isinstance(connector, RestingConnector):
+            connector.make_room()
         # Sent again after a stale close only when that cannot do anything twice: the upstream may have
         # acted on a POST before the connection dropped.
         replayable = (body is None or isinstance(body, bytes)) and method in IDEMPOTENT_METHODS
@@ -163,30 +231,29 @@ class AiohttpTransport:
                     raise UpstreamBrokenError(why) from None
                 if stall.expired():
                     raise UpstreamTimeoutError("the upstream stopped reading the request body") from None
-                if attempt.reused and _stale(exc):
+                if (refused := refusal(exc, self.head_limits, endpoint)) is not None:
+                    raise refused from None
+                if attempt.reused and stale(exc):
                     if replayable:
                         continue
                     raise UpstreamBrokenError("the upstream closed the kept-alive connection") from None
-                raise _mapped(exc, connect_timeout, read_timeout) from None
+                raise mapped(exc, connect_timeout, read_timeout) from None
             finally:
                 attempt.stall = None  # the head is in (or it failed): the response's sock_read times the rest
-            if resp.status == 101 and not upgrade:
-                resp.close()  # switching protocols unasked: nothing to trust after it
-                raise UpstreamBrokenError("the upstream switched protocols (101) for a plain request")
-            if resp.status == 101 and resp.connection is None:  # aiohttp did not switch: no (usable) `Upgrade`
-                resp.close()
-                raise UpstreamBrokenError("the upstream's 101 names no protocol to switch to")
-            return AiohttpResponse(resp, read_timeout)
+            return resp
 
     def connections(self) -> dict[str, int]:
         connector = self._session.connector if self._session is not None else None
+        gated = sum(gate.waiting for gate in self._gates.values())
         if connector is None:
-            return dict(NO_CONNECTIONS)
+            return {**NO_CONNECTIONS, "waiting": gated}
         # aiohttp has no public counts; these three private attributes are read here only.
-        # _acquired: connections in use (and ones being made); _conns: idle ones per key; _waiters: per key.
+        # _acquired: connections in use (and ones being made, and resting ones); _conns: idle ones per key;
+        # _waiters: per key.
         idle = sum(1 for conns in connector._conns.values() for proto, _ in conns if proto.is_connected())
-        waiting = sum(len(waiters) for waiters in connector._waiters.values())
-        return {"open": len(connector._acquired) + idle, "idle": idle, "waiting": waiting}
+        resting = connector.resting if isinstance(connector, RestingConnector) else 0
+        waiting = sum(len(waiters) for waiters in connector._waiters.values()) + gated
+        return {"open": len(connector._acquired) + idle, "idle": idle + resting, "waiting": waiting}
 
     async def close(self) -> None:
         """Close every connection (at shutdown, after in-flight requests finished)."""
@@ -199,10 +266,11 @@ class AiohttpTransport:
 class AiohttpResponse:
     """Status and headers at once; the body as it arrives, through `chunks()`; then `release()`."""
 
-    __slots__ = ("_read_timeout", "_released", "_resp", "_taken", "headers", "reason", "status")
+    __slots__ = ("_gate", "_read_timeout", "_released", "_resp", "_taken", "headers", "reason", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, read_timeout: float) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, read_timeout: float, gate: EndpointGate | None = None) -> None:
         self._resp = resp
+        self._gate = gate  # its endpoint's, held until release() (or the tunnel's close)
         self._read_timeout = read_timeout
         self._released = False
         self._taken = 0
@@ -221,7 +289,7 @@ class AiohttpResponse:
             try:
                 data = await content.readany()
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise _mapped(exc, 0.0, self._read_timeout) from None
+                raise mapped(exc, 0.0, self._read_timeout) from None
             if not data:
                 return
             self._taken += len(data)
@@ -237,6 +305,9 @@ class AiohttpResponse:
             self._resp.release()
         else:
             self._resp.close()
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.free.release()
 
     def tunnel(self) -> AiohttpTunnel:
         """The connection after the 101, as a byte stream; this response no longer owns it."""
@@ -248,57 +319,11 @@ class AiohttpResponse:
         protocol.read_timeout = None  # a tunnel may be quiet for as long as its peers like (as the native one)
         inbox = aiohttp.StreamReader(protocol, READ_BUFSIZE, loop=asyncio.get_running_loop())
         # As `ws_connect` does with its WebSocketReader: bytes after the 101 head (held by aiohttp) come first.
-        protocol.set_parser(_Feed(inbox), inbox)
+        protocol.set_parser(Feed(inbox), inbox)
         if protocol.transport is None:  # gone before we took it: what arrived is all there is
             inbox.feed_eof()
-        return AiohttpTunnel(self._resp, protocol, inbox)
-
-
-class _Feed:
-    """The payload parser aiohttp hands an upgraded connection's bytes to: passes them through raw."""
-
-    __slots__ = ("_inbox",)
-
-    def __init__(self, inbox: aiohttp.StreamReader) -> None:
-        self._inbox = inbox
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self._inbox.feed_data(data)  # pauses reading from the upstream past 2 * READ_BUFSIZE
-        return False, b""  # (protocol error, tail): never an error, nothing left over
-
-    def feed_eof(self) -> None:
-        self._inbox.feed_eof()
-
-
-class AiohttpTunnel:
-    """The raw bytes of an upgraded connection, both ways, with flow control."""
-
-    __slots__ = ("_inbox", "_protocol", "_resp")
-
-    def __init__(self, resp: aiohttp.ClientResponse, protocol: ResponseHandler, inbox: aiohttp.StreamReader) -> None:
-        self._resp, self._protocol, self._inbox = resp, protocol, inbox
-
-    async def read(self) -> bytes:
-        try:
-            return await self._inbox.readany()  # resumes reading from the upstream once drained
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            return b""
-
-    async def write(self, data: bytes) -> None:
-        protocol = self._protocol
-        transport = protocol.transport
-        if transport is None or transport.is_closing():
-            return  # the reader sees the close
-        transport.write(data)
-        if protocol.writing_paused:
-            try:
-                await protocol._drain_helper()  # private; what aiohttp's own WebSocketWriter awaits
-            except ConnectionError:
-                return
-
-    def close(self) -> None:
-        """Closes the connection (what was written is still delivered); it never goes back to the pool."""
-        self._resp.close()
+        gate, self._gate = self._gate, None
+        return AiohttpTunnel(self._resp, protocol, inbox, gate)
 
 
 def _outgoing(method: str, target: str, headers: CIMultiDict[str], body: Body, host: str) -> CIMultiDict[str]:
@@ -330,49 +355,3 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _stale(exc: BaseException) -> bool:
-    """A reused connection that closed (or reset) before any byte of an answer: safe to send again."""
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return isinstance(exc.message, str)  # else aiohttp had parsed part of an answer
-    if isinstance(exc, aiohttp.ClientConnectionResetError):  # found closing as the request went out
-        return True
-    return isinstance(exc, aiohttp.ClientOSError) and not isinstance(exc, aiohttp.ClientConnectorError)
-
-
-def _mapped(exc: BaseException, connect_timeout: float, read_timeout: float) -> TransportError:
-    """The `TransportError` for an aiohttp failure; the message names the reason, never a header value."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return UpstreamConnectError(f"TLS handshake failed ({_ssl_reason(exc.certificate_error)})")
-    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
-        return UpstreamConnectError(f"TLS handshake failed ({_ssl_reason(exc.os_error)})")
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # connecting, or waiting for room within the limit
-        return UpstreamTimeoutError(f"connecting took longer than {connect_timeout:g} s")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        error = exc.os_error
-        if isinstance(error, ssl.SSLError):
-            return UpstreamConnectError(f"TLS handshake failed ({_ssl_reason(error)})")
-        errno = error.errno
-        reason = os.strerror(errno) if errno and errno > 0 else error.strerror  # < 0: a DNS error
-        return UpstreamConnectError(reason or type(error).__name__)
-    if isinstance(exc, TimeoutError):  # aiohttp's SocketTimeoutError: silence past sock_read
-        return UpstreamTimeoutError(f"the upstream sent nothing for {read_timeout:g} s")
-    if isinstance(exc, aiohttp.ClientResponseError):  # the parser refused the answer
-        return UpstreamBrokenError(f"the upstream's response is not usable HTTP/1.1 ({_root(exc)})")
-    if isinstance(exc, aiohttp.ClientPayloadError):  # cut short (ContentLengthError) or badly framed
-        return UpstreamBrokenError(f"the upstream's response body is incomplete ({_root(exc)})")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return UpstreamBrokenError("the upstream closed the connection before the response was complete")
-    return UpstreamBrokenError(f"the upstream broke the exchange ({type(exc).__name__})")
-
-
-def _root(exc: BaseException) -> str:
-    """The name of the first cause (aiohttp's parser error), not its text: that may quote the upstream's bytes."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return type(exc).__name__
-
-
-def _ssl_reason(error: Any) -> str:
-    return getattr(error, "reason", None) or type(error).__name__

@@ -1,31 +1,38 @@
 """One upstream connection: request out, response parsed by llhttp, body streamed with flow control.
 
 At most one exchange per connection at a time. A connection goes back to its owner (the pool)
-only after its response was read to the end with keep-alive; anything unexpected (a second answer,
-bytes while idle, a parse error) closes it. After a 101 to an upgrade request the connection stops
-parsing and carries raw bytes for a `NativeTunnel` until either side closes.
+only after its response was read to the end with keep-alive, and only after an answer whose end is
+certain (limits.py); anything unexpected (a second answer, bytes while idle, a parse error, a head
+past its limits) closes it. After a 101 to an upgrade request the connection stops parsing and
+carries raw bytes for a `NativeTunnel` until either side closes. The parser's callbacks are in
+parsing.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable
-from typing import Any, Protocol
+from typing import Protocol
 
 import httptools
 from multidict import CIMultiDict
 
 from authproxy.upstream.head import request_head
-from authproxy.upstream.response import HIGH_WATER, Inbox, NativeResponse, NativeTunnel
+from authproxy.upstream.limits import HeadLimits
+from authproxy.upstream.parsing import Parsing
+from authproxy.upstream.response import NativeResponse, NativeTunnel
 from authproxy.upstream.transport import (
     Body,
     BodySourceError,
     Endpoint,
     TransportError,
     UnsafeHeaderError,
+    UpstreamBadResponseError,
     UpstreamBrokenError,
     UpstreamTimeoutError,
 )
+
+PARSER_STOPS = (httptools.HttpParserUpgrade, httptools.HttpParserError)  # the first is not a kind of the second
 
 
 class StaleConnectionError(UpstreamBrokenError):
@@ -40,10 +47,10 @@ class Owner(Protocol):
     def forget(self, conn: Connection) -> None: ...
 
 
-class Connection(asyncio.Protocol):
+class Connection(Parsing, asyncio.Protocol):
     """One keep-alive connection to an upstream; at most one exchange at a time."""
 
-    def __init__(self, owner: Owner, endpoint: Endpoint) -> None:
+    def __init__(self, owner: Owner, endpoint: Endpoint, limits: HeadLimits) -> None:
         self.owner, self.endpoint = owner, endpoint
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -52,13 +59,8 @@ class Connection(asyncio.Protocol):
         self._response: NativeResponse | None = None
         self._tunnel: NativeTunnel | None = None
         self._head: asyncio.Future[NativeResponse] | None = None
-        self._parser: Any = None
-        self._raw: list[tuple[str, str]] = []
-        self._reason = ""
-        self._no_body = False
-        self._upgrade = False  # the request asked to switch protocols: a 101 is its answer
-        self._upgraded = False  # and the 101 came: raw bytes from here on
-        self._interim = False
+        self._parser = None
+        self._set_limits(limits)
         self._received = False  # any byte of the current response
         self._read_timeout = 0.0
         self._last_read = 0.0
@@ -87,18 +89,49 @@ class Connection(asyncio.Protocol):
             return
         self._received = True
         self._last_read = self.loop.time()
+        if self._heading:  # llhttp would buffer a head without end: its bytes are counted
+            left = self._head_left - len(data)
+            if left <= 0:
+                self._past_head_limit(data)
+                return
+            self._head_left = left
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
+        except PARSER_STOPS as exc:
+            self._parse_error(exc, data)
+
+    def _parse_error(self, exc: Exception, data: bytes | memoryview) -> None:
+        """llhttp stopped: at a 101 (the rest of `data` is the new protocol's), at a limit, or at a broken answer."""
+        if isinstance(exc, httptools.HttpParserUpgrade):
             offset = exc.args[0]
             if self._upgraded and self._response is not None:
                 self._parser = None  # the rest is the new protocol's
                 if len(data) > offset:
-                    self._inbound(self._response, data[offset:])
+                    self._inbound(self._response, bytes(data[offset:]))
             else:
                 self._fail(UpstreamBrokenError("the upstream switched protocols (101) for a plain request"))
-        except httptools.HttpParserError as exc:
+            return
+        refusal = exc.__context__  # what a callback raised (parsing.py): a limit crossed
+        if isinstance(refusal, UpstreamBadResponseError):
+            self._fail(refusal)
+        else:
             self._fail(UpstreamBrokenError(f"the upstream's response is not usable HTTP/1.1 ({type(exc).__name__})"))
+
+    def _past_head_limit(self, data: bytes) -> None:
+        """This read reaches the heads' limit: parse up to it, and no further if the final head is not in by then."""
+        cut = self._head_left
+        self._head_left = 0
+        piece = memoryview(data)[:cut] if cut < len(data) else data
+        try:
+            self._parser.feed_data(piece)
+        except PARSER_STOPS as exc:
+            self._parse_error(exc, piece)
+        if self.transport is None:  # refused or broken on the way
+            return
+        if self._heading:
+            self._fail(self.limits.head_too_large(self.endpoint))
+        elif len(data) > cut:
+            self.data_received(data[cut:])
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -127,73 +160,6 @@ class Connection(asyncio.Protocol):
         self._writing_paused = False
         self._wake_drain(None)
 
-    # -- httptools callbacks -------------------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        response = self._response
-        if response is None or response.done:  # a second answer to one request: cannot be trusted
-            self._abort()
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason = reason.decode("latin-1")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._raw.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
-
-    def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if status == 101 and not self._upgrade:  # switching protocols for a request that asked for none
-            self._fail(UpstreamBrokenError("the upstream switched protocols (101) for a plain request"))
-            return
-        if status < 200 and status != 101:  # 100 Continue, 103 Early Hints: interim, the real answer follows
-            self._interim, self._raw = True, []
-            return
-        response = self._response
-        if response is None or response.done:
-            return
-        headers = response.headers = CIMultiDict(self._raw)
-        self._raw = []
-        response.status, response.reason = status, self._reason
-        response.upgraded = self._upgraded = status == 101
-        response.keep_alive = self._parser.should_keep_alive() and status != 101
-        codings = ",".join(headers.getall("Transfer-Encoding", ())).lower().split(",")
-        chunked = codings[-1].strip() == "chunked"  # as llhttp reads it: only a final `chunked` frames the body
-        response.until_close = not chunked and ("Content-Length" not in headers or codings != [""])
-        head = self._head
-        if head is not None and not head.done():
-            head.set_result(response)
-        if self._no_body or status in (101, 204, 304):
-            self.on_message_complete()
-
-    def on_body(self, body: bytes) -> None:
-        response = self._response
-        if response is not None and not response.done:  # inline: once per body piece of every response
-            response.queue.append(body)
-            response.buffered += len(body)
-            if response.buffered > HIGH_WATER and not self._reading_paused and self.transport is not None:
-                self._reading_paused = True
-                self.transport.pause_reading()
-            response.wake()
-
-    def on_message_complete(self) -> None:
-        if self._interim:
-            self._interim = False
-            return
-        response = self._response
-        if response is None or response.done:
-            return
-        response.done = True
-        if not response.upgraded:
-            self._parser = None  # anything more before the next request is a protocol error
-        self._stop_timer()
-        response.wake()
-
-    def _inbound(self, inbox: Inbox, data: bytes) -> None:
-        inbox.put(data)
-        if inbox.buffered > HIGH_WATER and not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
-            self.transport.pause_reading()
-
     # -- an exchange ---------------------------------------------------------------------------------
 
     async def exchange(
@@ -213,8 +179,9 @@ class Connection(asyncio.Protocol):
         self._response = NativeResponse(self)
         self._parser = httptools.HttpResponseParser(self)
         self._head = self.loop.create_future()
-        self._raw, self._reason, self._received, self._interim = [], "", False, False
+        self._raw, self._reason, self._received, self._interims = [], "", False, 0
         self._no_body, self._upgrade = method == "HEAD", upgrade
+        self._heading, self._head_left = True, self.limits.max_head
         self._read_timeout = read_timeout
         if body is None or isinstance(body, bytes):
             self.transport.writelines((head, body) if body else (head,))
@@ -329,7 +296,7 @@ class Connection(asyncio.Protocol):
         writer, self._writer = self._writer, None
         if writer is not None and not writer.done() and writer is not asyncio.current_task():
             writer.cancel()
-        self._parser = None
+        self._parser, self._raw = None, []
         transport, self.transport = self.transport, None
         self.owner.forget(self)
         tunnel = self._tunnel

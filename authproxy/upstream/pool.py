@@ -1,4 +1,4 @@
-"""The native transport: keep-alive connections per endpoint within one limit, idle ones reaped on time.
+"""The native transport: keep-alive connections per endpoint within the limits, idle ones reaped on time.
 
 Why not aiohttp's ClientSession for every request: measured here (bench/, same machine, same run),
 its per-request machinery (ClientRequest, connector, timers, ClientResponse, StreamReader) cost about
@@ -9,12 +9,19 @@ httptools); bytes pass through untouched (no decompression, no added headers).
 A request that fails on a reused connection before any response byte arrives (the upstream closed
 it while idle) is sent again on a new connection when it is idempotent and its body can be sent
 again; a POST never is.
+
+Limits: `limit` connections in all, and an endpoint's own `Endpoint.limit` if it has one (connections
+open or being opened to it). A request that finds no room waits, at most connect_timeout, for room
+for its own endpoint: waiters are kept per endpoint and woken in turn, so a full endpoint holds up
+only its own requests. A released connection rests `rest` seconds (if set) before it is handed out
+again, unless there is no room for another one (limits.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import operator
 import os
 import ssl
 
@@ -22,6 +29,7 @@ from multidict import CIMultiDict
 
 from authproxy.clock import Clock, SystemClock
 from authproxy.upstream.connection import Connection, StaleConnectionError
+from authproxy.upstream.limits import MAX_HEAD, MAX_HEADERS, MAX_INTERIM, REST, HeadLimits, endpoint_busy
 from authproxy.upstream.response import NativeResponse
 from authproxy.upstream.transport import (
     IDEMPOTENT_METHODS,
@@ -32,18 +40,64 @@ from authproxy.upstream.transport import (
     UpstreamTimeoutError,
 )
 
+IDLE_SINCE = operator.attrgetter("idle_since")
+
+
+class IdleConnections:
+    """An endpoint's idle connections, each list oldest first: `resting` ones (released less than `rest` ago) and
+    `rested` ones, so the most recently used one that has rested is `rested[-1]`, found without a search."""
+
+    __slots__ = ("rested", "resting")
+
+    def __init__(self) -> None:
+        self.resting: collections.deque[Connection] = collections.deque()
+        self.rested: list[Connection] = []
+
+    def __len__(self) -> int:
+        return len(self.resting) + len(self.rested)
+
+    def oldest(self) -> Connection | None:
+        return self.rested[0] if self.rested else self.resting[0] if self.resting else None
+
+    def pop_oldest(self) -> Connection:
+        return self.rested.pop(0) if self.rested else self.resting.popleft()
+
+    def discard(self, conn: Connection) -> None:
+        if conn in self.rested:
+            self.rested.remove(conn)
+        elif conn in self.resting:
+            self.resting.remove(conn)
+
 
 class NativeTransport:
-    """Keep-alive connections per endpoint, `limit` in all; idle ones are closed `idle_timeout` after their
-    last use, by a reaper on the injected clock (not only when the pool next reaches for them)."""
+    """Keep-alive connections per endpoint, `limit` in all (and an endpoint's own `limit`, if it has one); idle ones
+    are closed `idle_timeout` after their last use, by a reaper on the injected clock (not only when the pool next
+    reaches for them). A released connection rests `rest` seconds (0: none) before it is handed out again
+    (limits.py).
 
-    def __init__(self, limit: int = 512, idle_timeout: float = 60.0, *, clock: Clock | None = None) -> None:
-        self.limit, self.idle_timeout = limit, idle_timeout
+    `max_head`, `max_headers`, `max_interim`: the bounds on an answer's head (limits.HeadLimits).
+    """
+
+    def __init__(
+        self,
+        limit: int = 512,
+        idle_timeout: float = 60.0,
+        *,
+        rest: float = REST,
+        max_head: int = MAX_HEAD,
+        max_headers: int = MAX_HEADERS,
+        max_interim: int = MAX_INTERIM,
+        clock: Clock | None = None,
+    ) -> None:
+        self.limit, self.idle_timeout, self.rest = limit, idle_timeout, rest
+        self.head_limits = HeadLimits(max_head, max_headers, max_interim)
         self._clock = clock or SystemClock()
-        self._idle: dict[Endpoint, list[Connection]] = {}  # oldest first
+        self._idle: dict[Endpoint, IdleConnections] = {}
         self._open: set[Connection] = set()
+        self._held: dict[Endpoint, int] = {}  # endpoints with a limit: their connections, open or being opened
         self._connecting = 0  # connections being made: they count against the limit too
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Requests waiting for room, per endpoint (oldest first); the endpoints in turn order.
+        self._waiters: dict[Endpoint, collections.deque[asyncio.Future[None]]] = {}
         self._closed = False
         self._reaper: asyncio.Task[None] | None = None
         self._idle_again = asyncio.Event()
@@ -75,7 +129,8 @@ class NativeTransport:
 
     def connections(self) -> dict[str, int]:
         idle = sum(len(conns) for conns in self._idle.values())
-        return {"open": len(self._open), "idle": idle, "waiting": len(self._waiters)}
+        waiting = sum(1 for queue in self._waiters.values() for waiter in queue if not waiter.done())
+        return {"open": len(self._open), "idle": idle, "waiting": waiting}
 
     async def close(self) -> None:
         """Close every connection (at shutdown, after in-flight requests finished)."""
@@ -95,66 +150,136 @@ class NativeTransport:
             conn.finished(reusable=False)
             return
         conn.idle_since = self._clock.monotonic()
-        self._idle.setdefault(conn.endpoint, []).append(conn)
+        idle = self._idle.get(conn.endpoint)
+        if idle is None:
+            idle = self._idle[conn.endpoint] = IdleConnections()
+        idle.resting.append(conn)
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="upstream-idle-reaper")
         elif self._reaper_waits:  # it has nothing to reap and waits for this
             self._reaper_waits = False
             self._idle_again.set()
-        self._wake_one()  # a waiter for this endpoint takes it; one for another closes it to make room
+        if self._waiters:
+            self._wake()  # a waiter for this endpoint takes it; one for another closes it to make room
 
     def forget(self, conn: Connection) -> None:
-        """A connection closed: it no longer counts against the limit."""
+        """A connection closed: it no longer counts against the limits."""
         if conn in self._open:
             self._open.discard(conn)
-            self._wake_one()
+            if conn.endpoint.limit is not None:
+                self._held[conn.endpoint] -= 1
+            self._wake()
         idle = self._idle.get(conn.endpoint)
-        if idle and conn in idle:
-            idle.remove(conn)
+        if idle:
+            idle.discard(conn)
 
     # -- internals -----------------------------------------------------------------------------------
 
     async def _acquire(self, endpoint: Endpoint, connect_timeout: float) -> Connection:
-        """An idle connection to `endpoint`, else a new one within the limit (waiting for room if needed)."""
+        """An idle connection to `endpoint` that has rested, else a new one within the limits, else the idle one that
+        rested longest; else wait (at most connect_timeout in all) for room."""
+        deadline = 0.0
         while True:
             idle = self._idle.get(endpoint)
-            if idle:
+            if idle is not None:
                 now = self._clock.monotonic()
-                while idle:
-                    conn = idle.pop()  # the most recently used: the likeliest to be still open
+                resting, rested = idle.resting, idle.rested
+                while resting and now - resting[0].idle_since >= self.rest:
+                    rested.append(resting.popleft())
+                while rested:
+                    conn = rested.pop()  # the most recently used: the likeliest to be still open
                     if conn.transport is not None and now - conn.idle_since < self.idle_timeout:
                         return conn
                     conn.finished(reusable=False)
-            if len(self._open) + self._connecting < self.limit:
+            full = self._full(endpoint)
+            if full is None:
                 return await self._connect(endpoint, connect_timeout)
-            spare = next((conns for conns in self._idle.values() if conns), None)
-            if spare is not None:  # make room: an idle connection elsewhere is the cheapest to give up
-                spare.pop(0).finished(reusable=False)
+            if idle:  # no room for another: the rest gives way (it never makes a request wait)
+                conn = idle.pop_oldest()
+                if conn.transport is not None:
+                    return conn
+                conn.finished(reusable=False)
                 continue
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                async with asyncio.timeout(connect_timeout):
-                    await waiter
-            except BaseException as exc:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # woken, but gone (timed out, or its client left): pass the turn on
-                if isinstance(exc, TimeoutError):
-                    raise UpstreamTimeoutError(
-                        f"all {self.limit} upstream connections stayed busy for {connect_timeout:g} s"
-                    ) from None
-                raise
+            if full is not endpoint and (spare := self._spare()) is not None:
+                spare.finished(reusable=False)  # make room: an idle connection elsewhere is the cheapest to give up
+                continue
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + connect_timeout
+            await self._wait(endpoint, deadline, full, connect_timeout)
+
+    def _full(self, endpoint: Endpoint) -> object | None:
+        """None when a connection to `endpoint` may be opened; else what is full: the endpoint, or this pool."""
+        if endpoint.limit is not None and self._held.get(endpoint, 0) >= endpoint.limit:
+            return endpoint
+        if len(self._open) + self._connecting >= self.limit:
+            return self
+        return None
+
+    def _spare(self) -> Connection | None:
+        """The idle connection (to any endpoint) that was used longest ago."""
+        oldest = [conn for idle in self._idle.values() if (conn := idle.oldest()) is not None]
+        return min(oldest, key=IDLE_SINCE) if oldest else None
+
+    async def _wait(self, endpoint: Endpoint, deadline: float, full: object, connect_timeout: float) -> None:
+        """Until a connection to `endpoint` may be had (woken by `_wake`); UpstreamTimeoutError past `deadline`."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(endpoint, collections.deque()).append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # woken, but gone (timed out, or its client left): pass the turn on
+            else:
+                self._drop_waiter(endpoint, waiter)
+            if isinstance(exc, TimeoutError):
+                if full is endpoint:
+                    raise endpoint_busy(endpoint, connect_timeout) from None
+                busy = f"all {self.limit} upstream connections stayed busy for {connect_timeout:g} s"
+                raise UpstreamTimeoutError(busy) from None
+            raise
+
+    def _drop_waiter(self, endpoint: Endpoint, waiter: asyncio.Future[None]) -> None:
+        queue = self._waiters.get(endpoint)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            if not queue:
+                del self._waiters[endpoint]
+
+    def _wake(self) -> None:
+        """Wake the oldest waiter of the first endpoint (in turn) that can be served now: one with an idle
+        connection, or with room for a new one (an idle connection elsewhere can be closed to make room)."""
+        if not self._waiters:
+            return
+        room = len(self._open) + self._connecting < self.limit or any(self._idle.values())
+        for endpoint, queue in list(self._waiters.items()):
+            while queue and queue[0].done():
+                queue.popleft()
+            if not queue:
+                del self._waiters[endpoint]
+                continue
+            limited = endpoint.limit is not None and self._held.get(endpoint, 0) >= endpoint.limit
+            if self._idle.get(endpoint) or (room and not limited):
+                queue.popleft().set_result(None)
+                del self._waiters[endpoint]  # its turn is over: the other endpoints' waiters come first next time
+                if queue:
+                    self._waiters[endpoint] = queue
+                return
 
     async def _connect(self, endpoint: Endpoint, connect_timeout: float) -> Connection:
         if self._closed:
             raise UpstreamConnectError("the proxy is shutting down")
         loop = asyncio.get_running_loop()
         context = endpoint.tls.context() if endpoint.tls is not None else None
+        limited = endpoint.limit is not None
         self._connecting += 1
+        if limited:
+            self._held[endpoint] = self._held.get(endpoint, 0) + 1
+        conn: Connection | None = None
         try:
             async with asyncio.timeout(connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: Connection(self, endpoint),
+                    lambda: Connection(self, endpoint, self.head_limits),
                     endpoint.host,
                     endpoint.port,
                     ssl=context,
@@ -169,21 +294,22 @@ class NativeTransport:
             raise UpstreamConnectError(reason or type(exc).__name__) from None
         finally:
             self._connecting -= 1
-            self._wake_one()
+            if conn is None:  # not made: its room is free again
+                if limited:
+                    self._held[endpoint] -= 1
+                self._wake()
+        if conn.transport is None:  # the upstream closed it before this request could use it
+            if limited:
+                self._held[endpoint] -= 1
+            self._wake()
+            raise UpstreamBrokenError("the upstream closed the connection as soon as it was made")
         self._open.add(conn)
         return conn
-
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
     async def _reap(self) -> None:
         """Close idle connections `idle_timeout` after their last use; sleep until the next one is due."""
         while True:
-            oldest = [conns[0].idle_since for conns in self._idle.values() if conns]
+            oldest = [conn.idle_since for idle in self._idle.values() if (conn := idle.oldest()) is not None]
             if not oldest:
                 self._idle_again.clear()
                 self._reaper_waits = True
@@ -194,6 +320,6 @@ class NativeTransport:
             if now < due:
                 await self._clock.sleep(due - now)
                 continue
-            for conns in self._idle.values():
-                while conns and conns[0].idle_since + self.idle_timeout <= now:  # the same sum as `due`
-                    conns.pop(0).finished(reusable=False)
+            for idle in self._idle.values():
+                while (conn := idle.oldest()) is not None and conn.idle_since + self.idle_timeout <= now:  # as `due`
+                    idle.pop_oldest().finished(reusable=False)

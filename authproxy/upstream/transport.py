@@ -47,6 +47,11 @@ class UpstreamBrokenError(TransportError):
     """The upstream closed or reset the connection, or sent something that is not HTTP/1.1."""
 
 
+class UpstreamBadResponseError(TransportError):
+    """The upstream's answer broke a limit before its body (head size, header count, interim answers): refused, and
+    the connection closed, so a misbehaving upstream cannot make the proxy buffer without end or wait forever."""
+
+
 class UnsafeHeaderError(TransportError):
     """A header value holds a line break or cannot be encoded: nothing was sent."""
 
@@ -61,12 +66,19 @@ class BodySourceError(Exception):
 
 class Endpoint:
     """Where requests go: scheme, host, port and TLS settings. Built once per route (or token URL);
-    connections are pooled per endpoint, by identity."""
+    connections are pooled per endpoint, by identity.
 
-    __slots__ = ("host", "host_header", "origin", "port", "tls", "url")
+    `limit`: at most this many connections open (or being opened) to this endpoint, so one route's slow
+    upstream cannot take every connection of the transport; None: only the transport's own limit applies.
+    """
 
-    def __init__(self, url: URL, tls: TlsSettings | None = None) -> None:
+    __slots__ = ("host", "host_header", "limit", "origin", "port", "tls", "url")
+
+    def __init__(self, url: URL, tls: TlsSettings | None = None, *, limit: int | None = None) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError("an endpoint's connection limit must be at least 1")
         self.url = url
+        self.limit = limit
         self.origin = str(url.origin())
         self.host = url.raw_host or ""
         self.port = url.port or DEFAULT_PORTS.get(url.scheme, 80)

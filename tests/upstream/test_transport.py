@@ -1,8 +1,7 @@
 """The upstream client (authproxy/upstream/) against scripted raw HTTP servers on real sockets.
 
-Each server is an asyncio server on 127.0.0.1 that answers every request on a connection with the
-next scripted reply (bytes, or a coroutine for stalls and half answers), so framing edge cases
-(HEAD, 204, 1xx, bodies delimited by close, cut bodies, idle closes) are exact.
+The servers (raw_server.RawServer) answer every request on a connection with the next scripted reply,
+so framing edge cases (HEAD, 204, 1xx, bodies delimited by close, cut bodies, idle closes) are exact.
 
 Every test that takes `pool` or `make_transport` runs against both transports (the native client and
 the one on aiohttp): the interface is the contract, whichever implementation is behind it.
@@ -12,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.upstream.aiohttp_transport import AiohttpTransport, AiohttpTunnel
+from authproxy.upstream.aiohttp_transport import AiohttpTransport
+from authproxy.upstream.aiohttp_tunnel import AiohttpTunnel
 from authproxy.upstream.pool import NativeTransport
 from authproxy.upstream.response import HIGH_WATER, NativeResponse, NativeTunnel
 from authproxy.upstream.tls import TlsSettings
@@ -38,130 +36,7 @@ from authproxy.upstream.transport import (
 )
 from tests.fakes.certs import ScratchCA
 from tests.fakes.clock import FakeClock
-
-Reply = bytes | Callable[[asyncio.StreamWriter], Awaitable[None]]
-TRANSPORTS: dict[str, Callable[..., Transport]] = {"native": NativeTransport, "aiohttp": AiohttpTransport}
-
-
-def ok(body: bytes = b"hello", *extra: str) -> bytes:
-    head = [f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n", *(f"{h}\r\n" for h in extra), "\r\n"]
-    return "".join(head).encode() + body
-
-
-@dataclass
-class RawServer:
-    """Answers requests with `replies` in order; records request heads and which connection carried them.
-
-    Bodies are read by their Content-Length, or decoded when chunked. `reader` is the stream of the
-    request being answered (for replies that read on, like a tunnel); `closed` lists the connections
-    the client closed, in order.
-    """
-
-    replies: list[Reply] = field(default_factory=list)
-    heads: list[bytes] = field(default_factory=list)
-    bodies: list[bytes] = field(default_factory=list)
-    connections: list[int] = field(default_factory=list)  # connection number per request
-    closed: list[int] = field(default_factory=list)  # connections the client closed
-    url: str = ""
-    endpoint: Endpoint | None = None  # one pool key for all of a test's requests
-    reader: asyncio.StreamReader | None = None
-    tls: ssl.SSLContext | None = None
-    read_bodies: bool = True  # False: answer (or stall) without reading the request's body
-    _server: asyncio.Server | None = None
-    _count: int = 0
-    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
-
-    async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
-        scheme = "https" if self.tls is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        self.endpoint = Endpoint(URL(self.url))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._count += 1
-        number = self._count
-        self._writers.append(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                self.heads.append(head)
-                self.connections.append(number)
-                lines = head.lower().split(b"\r\n")
-                length = next((int(line[15:]) for line in lines if line.startswith(b"content-length:")), 0)
-                if not self.read_bodies:
-                    self.bodies.append(b"")
-                elif b"transfer-encoding: chunked" in lines:
-                    self.bodies.append(await _chunked(reader))
-                else:
-                    self.bodies.append(await reader.readexactly(length) if length else b"")
-                reply = self.replies.pop(0)
-                self.reader = reader
-                if isinstance(reply, bytes):
-                    writer.write(reply)
-                    await writer.drain()
-                else:
-                    await reply(writer)
-                if writer.is_closing():
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            self.closed.append(number)
-            writer.close()
-
-
-async def _chunked(reader: asyncio.StreamReader) -> bytes:
-    body = b""
-    while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)
-    await reader.readexactly(2)
-    return body
-
-
-@pytest.fixture(params=list(TRANSPORTS))
-async def make_transport(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Transport]]:
-    """Transports of the kind under test (both, by parametrisation); all closed after the test."""
-    made: list[Transport] = []
-
-    def factory(**kwargs: Any) -> Transport:
-        made.append(TRANSPORTS[request.param](**kwargs))
-        return made[-1]
-
-    yield factory
-    for transport in made:
-        await transport.close()
-
-
-@pytest.fixture
-def pool(make_transport: Callable[..., Transport]) -> Transport:
-    return make_transport(limit=8)
-
-
-async def fetch(
-    pool: Transport, server: RawServer, method: str = "GET", body: object = None, read_timeout: float = 5.0
-) -> tuple[int, CIMultiDict[str], bytes]:
-    assert server.endpoint is not None
-    response = await pool.request(
-        server.endpoint,
-        method,
-        "/p?q=1",
-        CIMultiDict({"X-Test": "1"}),
-        body,  # type: ignore[arg-type]
-        connect_timeout=5.0,
-        read_timeout=read_timeout,
-    )
-    try:
-        data = b"".join([chunk async for chunk in response.chunks()])
-    finally:
-        response.release()
-    return response.status, response.headers, data
+from tests.upstream.raw_server import TRANSPORTS, RawServer, fetch, ok, until
 
 
 def reading_paused(stream: UpstreamResponse | Tunnel) -> bool:
@@ -230,12 +105,15 @@ async def test_the_target_goes_byte_for_byte(pool, server) -> None:
     ],
     ids=["head", "204", "304"],
 )
-async def test_answers_without_a_body_leave_the_connection_usable(pool, server, first) -> None:
+async def test_answers_without_a_body_end_at_their_head_and_their_connection_is_closed(pool, server, first) -> None:
+    """Complete at once (no wait for a body that is not coming); not reused, as a body sent anyway would be read as
+    the next answer (test_misbehaving.py)."""
     method, reply = first
     server.replies += [reply, ok(b"next")]
     assert (await fetch(pool, server, method))[2] == b""
     assert (await fetch(pool, server))[2] == b"next"
-    assert server.connections == [1, 1]
+    assert server.connections == [1, 2]
+    await asyncio.wait_for(until(lambda: server.closed == [1]), 5)
 
 
 async def test_interim_1xx_answers_are_skipped(pool, server) -> None:
@@ -337,7 +215,7 @@ async def test_a_failing_body_source_is_a_broken_exchange(pool, server, failure)
 
     with pytest.raises(UpstreamBrokenError, match="could not be read from the client"):
         await fetch(pool, server, "POST", stream())
-    await asyncio.wait_for(_until(lambda: server.closed == [1]), 5)
+    await asyncio.wait_for(until(lambda: server.closed == [1]), 5)
     assert server.heads and server.bodies == []  # the chunked body never ended
 
 
@@ -385,7 +263,7 @@ async def test_a_slow_reader_pauses_the_upstream_instead_of_buffering(pool, serv
     response = await pool.request(
         server.endpoint, "GET", "/", CIMultiDict(), None, connect_timeout=5.0, read_timeout=5.0
     )
-    await asyncio.wait_for(_until(lambda: reading_paused(response)), 5)
+    await asyncio.wait_for(until(lambda: reading_paused(response)), 5)
     assert HIGH_WATER <= response.buffered <= HIGH_WATER + 512 * 1024  # paused at the mark, not at 8 MiB
     peak = response.buffered
     received = 0
@@ -439,7 +317,7 @@ async def test_an_answer_with_connection_close_is_not_reused(pool, server) -> No
     server.replies += [ok(b"1", "Connection: close"), b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n2", ok(b"3")]
     assert [(await fetch(pool, server))[2] for _ in range(3)] == [b"1", b"2", b"3"]
     assert server.connections == [1, 2, 3]  # each upstream kept its socket open: the client closed them
-    await asyncio.wait_for(_until(lambda: server.closed == [1, 2]), 5)
+    await asyncio.wait_for(until(lambda: server.closed == [1, 2]), 5)
 
 
 async def test_the_limit_caps_connections_and_every_request_completes(make_transport, server) -> None:
@@ -453,7 +331,7 @@ async def test_the_limit_caps_connections_and_every_request_completes(make_trans
     server.replies += [slow] * 6
     small = make_transport(limit=2)
     tasks = [asyncio.ensure_future(fetch(small, server)) for _ in range(6)]
-    await asyncio.wait_for(_until(lambda: len(server.heads) == 2 and small.connections()["waiting"] == 4), 5)
+    await asyncio.wait_for(until(lambda: len(server.heads) == 2 and small.connections()["waiting"] == 4), 5)
     assert small.connections() == {"open": 2, "idle": 0, "waiting": 4}
     gate.set()
     assert [r[2] for r in await asyncio.gather(*tasks)] == [b"x"] * 6
@@ -472,12 +350,12 @@ async def test_waiting_for_a_free_connection_is_bounded_and_passes_its_turn_on(m
     server.replies += [slow, ok(b"y"), ok(b"z")]
     small = make_transport(limit=1)
     first = asyncio.ensure_future(fetch(small, server))
-    await asyncio.wait_for(_until(lambda: len(server.heads) == 1), 5)
+    await asyncio.wait_for(until(lambda: len(server.heads) == 1), 5)
     with pytest.raises(UpstreamTimeoutError):  # the only connection stays busy past connect_timeout
         await small.request(server.endpoint, "GET", "/", CIMultiDict(), None, connect_timeout=0.1, read_timeout=5)
     gone = asyncio.ensure_future(fetch(small, server))  # a waiter whose client leaves when it is woken
     waiting = asyncio.ensure_future(fetch(small, server))
-    await asyncio.wait_for(_until(lambda: small.connections()["waiting"] >= 2), 5)
+    await asyncio.wait_for(until(lambda: small.connections()["waiting"] >= 2), 5)
     gate.set()
     await first
     gone.cancel()
@@ -533,7 +411,7 @@ async def test_an_upgrade_answered_101_gives_a_raw_tunnel(pool, server) -> None:
     assert await tunnel.read() == b""
     tunnel.close()
     tunnel.close()  # idempotent
-    await asyncio.wait_for(_until(lambda: pool.connections()["open"] == 0), 5)
+    await asyncio.wait_for(until(lambda: pool.connections()["open"] == 0), 5)
 
 
 async def test_a_tunnel_write_waits_while_the_upstream_is_not_reading(pool, server) -> None:
@@ -575,14 +453,14 @@ async def test_a_tunnel_read_pauses_the_upstream_while_nobody_reads(pool, server
 
     server.replies.append(flood)
     tunnel = (await upgrade(pool, server)).tunnel()
-    await asyncio.wait_for(_until(lambda: reading_paused(tunnel)), 5)
+    await asyncio.wait_for(until(lambda: reading_paused(tunnel)), 5)
     for _ in range(200):
         await asyncio.sleep(0)
     assert reading_paused(tunnel) and not sent.is_set()  # the rest waits in the upstream, not in our memory
     assert await _read_exactly(tunnel, size) == b"y" * size
     assert sent.is_set()
     tunnel.close()
-    await asyncio.wait_for(_until(lambda: server.closed == [1]), 5)  # closing ends the upstream's connection
+    await asyncio.wait_for(until(lambda: server.closed == [1]), 5)  # closing ends the upstream's connection
 
 
 async def test_an_unencodable_header_value_is_refused_and_the_connection_kept(pool, server) -> None:
@@ -642,12 +520,12 @@ async def test_idle_connections_are_reaped_on_the_clock(server) -> None:
             server.replies.append(ok())
             await fetch(native, server)
             assert native.connections() == {"open": 1, "idle": 1, "waiting": 0}
-            await asyncio.wait_for(_until(lambda: clock.sleepers == 1), 5)
+            await asyncio.wait_for(until(lambda: clock.sleepers == 1), 5)
             await clock.advance(29.5)
             assert native.connections()["idle"] == 1 and len(server.closed) == round_ - 1
             await clock.advance(1.0)
             assert native.connections() == {"open": 0, "idle": 0, "waiting": 0}
-            await asyncio.wait_for(_until(lambda n=round_: len(server.closed) == n), 5)
+            await asyncio.wait_for(until(lambda n=round_: len(server.closed) == n), 5)
         assert server.closed == [1, 2] and server.connections == [1, 2]
     finally:
         await native.close()
@@ -660,8 +538,3 @@ async def _read_exactly(tunnel: Tunnel, size: int) -> bytes:
         assert chunk, f"the tunnel ended after {data!r}"
         data += chunk
     return data
-
-
-async def _until(predicate: Callable[[], bool]) -> None:
-    while not predicate():
-        await asyncio.sleep(0)
