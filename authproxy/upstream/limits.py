@@ -15,10 +15,10 @@ can neither exhaust the proxy nor hand one client's answer to the next:
   can rest `rest` seconds before it is handed out again (a byte meanwhile closes it), so a second answer up
   to `rest` late lands on a resting connection. When the limits leave no room for another connection, the
   one that rested longest is taken at once (the rest never makes a request wait). The rest is off by
-  default (REST): with it, back-to-back requests each need a connection of their own until the first has
-  rested (a client sending one request after another keeps about `rest` / its interval connections open),
-  which the proxy's own tests of keep-alive reuse rule out; 0.5 s is a sensible value where an upstream
-  is not trusted.
+  default (REST; `limits.connection_rest` sets it): with it, back-to-back requests each need a connection
+  of their own until the first has rested (a client sending one request after another keeps about
+  `rest` / its interval connections open), so under load the proxy holds many more upstream connections;
+  0.5 s is a sensible value where an upstream is not trusted.
 """
 
 from __future__ import annotations
