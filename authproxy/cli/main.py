@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import json
 import sys
@@ -48,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=1,
         help="processes sharing the port (SO_REUSEPORT) and the token store (default 1)",
+    )
+    run.add_argument(
+        "--trace",
+        action="append",
+        metavar="ROUTE",
+        help="log each request of ROUTE in full, secrets redacted "
+        "(repeatable; `all` for every route); adds to `trace:` in the config",
     )
     run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor: this worker's index
     run.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # its end of the supervisor's socket pair
@@ -123,6 +131,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from authproxy.server.serve import serve
 
     config = load_config(args.config)
+    if args.trace:
+        unknown_routes = [r for r in args.trace if r != "all" and r not in config.routes]
+        if unknown_routes:
+            known = ", ".join(["all", *config.routes])
+            print(f"--trace: no route {unknown_routes[0]!r}; expected one of: {known}", file=sys.stderr)
+            return EXIT_CONFIG
+        config = dataclasses.replace(config, trace=tuple(dict.fromkeys([*config.trace, *args.trace])))
     redactor = _setup_logging(config, args.log_format, args.log_level)
     try:
         host, port = split_listen(args.listen or config.listen)

@@ -80,6 +80,13 @@ class ConfigChecks:
             for method in client.methods:
                 if method != "*" and not re.fullmatch(r"[A-Z]+", method):
                     self.problems.add(f"{path}.methods", f"{method!r} is not an HTTP method; write e.g. GET")
+        for route in config.trace:
+            if route != "all" and route not in routes:
+                self.problems.add("trace", unknown(route, ["all", *routes], "route"))
+        if config.console.requests < 0:
+            self.problems.add("console.requests", "must be 0 (keep none) or more, e.g. 200")
+        if config.console.capture_bodies is not None and not 0 < config.console.capture_bodies <= 1024:
+            self.problems.add("console.capture_bodies", "KiB of each body to keep: from 1 to 1024, e.g. 16")
         if config.admin.key is not None and len(config.admin.key) < 16:
             self.problems.add("admin.key", "too short to be a secret: use at least 16 characters")
 

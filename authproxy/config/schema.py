@@ -186,6 +186,18 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The web console at /-/ (routes, recent requests, Try it, Postman export)."""
+
+    requests: int = opt(200, "Recent requests kept for the console's request list (0: none kept).")
+    capture_bodies: int | None = opt(
+        None,
+        "KiB of each request and response body kept (redacted) for the console's detail view and the trace; "
+        "unset: no body is kept.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     """Where tokens are kept between requests and restarts."""
 
@@ -234,6 +246,12 @@ class Config:
     store: StoreConfig = opt(doc="Token store.", factory=StoreConfig)
     shutdown_timeout: float = opt(30.0, "Seconds in-flight requests may finish after SIGTERM.")
     routes: dict[str, RouteConfig] = opt(doc="Routes by name.", factory=dict)
+    console: ConsoleConfig = opt(doc="The web console at /-/.", factory=ConsoleConfig)
+    trace: tuple[str, ...] = opt(
+        (),
+        "Routes whose requests are logged in full, one `trace` line each (upstream URL, heads with secrets "
+        "redacted, timings, retry); `[all]` for every route. Also `authproxy run --trace ROUTE`.",
+    )
 
     @property
     def host(self) -> str:

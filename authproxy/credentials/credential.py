@@ -140,6 +140,7 @@ class Credential:
             "state": str(self.state),
             "valid": self._valid(token),
             "expires_in": None if expires_at is None else max(0, round(expires_at - now)),
+            "expires_at": expires_at,  # epoch seconds; /-/status shows it as ISO 8601 (server/status.py)
             "renew_in": None if self._renew_at is None else max(0, round(self._renew_at - now)),
             "last_refresh_at": self._last_refresh_at,
             "last_outcome": self._last_outcome,

@@ -85,6 +85,8 @@ async def send_with_credential(
             if isinstance(body, LimitedBody) and body.error is not None:
                 raise body.error from None  # the client's body broke a limit, not the upstream
             raise upstream_failure(exc, route) from None
+        exchange.sent_head = (target, headers)  # a reference: the recorder redacts it only when shown
+        exchange.response_head = response.headers
         if credential is None or token is None or not replayable or response.status not in REFUSALS:
             return response
         if not refused(route, response.status, response.headers.get("WWW-Authenticate", ""), method):

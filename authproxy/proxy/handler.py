@@ -26,6 +26,7 @@ from authproxy.proxy.bodies import request_body
 from authproxy.proxy.exchange import Exchange
 from authproxy.proxy.flow import may_resend, send_with_credential, upstream_headers
 from authproxy.proxy.headers import request_id_from
+from authproxy.proxy.recorder import RequestLog
 from authproxy.proxy.responses import error_response, hang_up_after, stream_back
 from authproxy.proxy.routing import Route, Router
 from authproxy.proxy.websocket import is_websocket_upgrade, proxy_websocket
@@ -47,6 +48,7 @@ class ProxyHandler:
         self.stats = stats
         # Taken from the logging setup when the app is built; None when info lines are off.
         self.access_log = access_logger() if access_log else None
+        self.recorder: RequestLog | None = None  # the console's request list and the trace (proxy/recorder.py)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         started = self.clock.monotonic()
@@ -122,6 +124,12 @@ class ProxyHandler:
             body, replayable = await request_body(
                 request, self.limits, replay_limit=route.config.retry_body_limit if resend else None
             )
+        recorder = self.recorder
+        if recorder is not None and recorder.capture_bytes:
+            exchange.capture = bytearray()
+            exchange.capture_limit = recorder.capture_bytes
+            if isinstance(body, bytes):
+                exchange.request_body = body[: recorder.capture_bytes]
         upstream = await send_with_credential(
             route, method, target, headers, body, exchange, self.clock, replayable=replayable
         )
@@ -158,6 +166,10 @@ class ProxyHandler:
             retried=exchange.retried,
             failed=exchange.error is not None,
         )
+        if self.recorder is not None:
+            self.recorder.record(
+                started, ended, request.method, request.raw_path, request.remote, request.headers, exchange
+            )
         if self.access_log is not None:
             line = {
                 "event": "request",

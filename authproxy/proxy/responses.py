@@ -59,12 +59,16 @@ async def stream_back(
         await response.write_eof()
         return response
     written = 0
+    capture = exchange.capture  # console.capture_bodies: the first bytes are kept for the detail view
+    keep = exchange.capture_limit
     length = upstream.headers.get("Content-Length")
     try:
         if length is not None and length.isdigit() and int(length) <= SMALL_BODY:
             async for chunk in upstream.chunks():
                 await response.write(chunk)
                 written += len(chunk)
+                if capture is not None and len(capture) < keep:
+                    capture += chunk[: keep - len(capture)]
         else:
             loop = asyncio.get_running_loop()
             async with asyncio.timeout(None) as deadline:
@@ -73,6 +77,8 @@ async def stream_back(
                     await response.write(chunk)
                     deadline.reschedule(None)
                     written += len(chunk)
+                    if capture is not None and len(capture) < keep:
+                        capture += chunk[: keep - len(capture)]
     except TimeoutError:
         exchange.bytes = written
         exchange.error = "client_not_reading"

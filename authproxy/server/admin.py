@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from authproxy import __version__
 from authproxy.observability.metrics import Collector, exposition
 from authproxy.server.reload import reload_config
 from authproxy.server.runtime import RUNTIME, STATS
+from authproxy.server.status import credential_states, status_document
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -28,10 +28,6 @@ def add_admin_routes(app: web.Application) -> None:
 async def health(request: web.Request) -> web.Response:
     """Liveness: the process is up and serving (no dependency is checked)."""
     return web.json_response({"status": "ok"})
-
-
-def credential_states(app: web.Application) -> dict[str, dict[str, Any]]:
-    return {r.name: r.credential.status() for r in app[RUNTIME].router.routes if r.credential is not None}
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -50,34 +46,6 @@ async def ready(request: web.Request) -> web.Response:
     if not_ready:
         return web.json_response({"ready": False, "not_ready": not_ready, **extra}, status=503)
     return web.json_response({"ready": True, **extra})
-
-
-def status_document(app: web.Application) -> dict[str, Any]:
-    states = credential_states(app)
-    stats = app[STATS]
-    routes = []
-    for route in sorted(app[RUNTIME].router.routes, key=lambda r: r.prefix):
-        counts = stats.route(route.name)
-        routes.append(
-            {
-                "name": route.name,
-                "prefix": route.prefix,
-                "upstream": route.config.upstream,
-                "grant": route.config.auth.grant,
-                "token": states.get(route.name),
-                "requests": counts.total,
-                "errors": counts.errors,
-                "retries_401": counts.retries_401,
-                "in_flight": counts.in_flight,
-            }
-        )
-    return {
-        "version": __version__,
-        "uptime_s": round(app[RUNTIME].clock.monotonic() - app[RUNTIME].started, 1),
-        "listen": app[RUNTIME].url or app[RUNTIME].config.listen,
-        "store": app[RUNTIME].store.status(),
-        "routes": routes,
-    }
 
 
 async def status(request: web.Request) -> web.Response:
@@ -153,6 +121,7 @@ def _status_html(document: dict[str, Any]) -> str:
         "tr:nth-child(even){background:#f3f3f3}</style></head><body>"
         f"<h1>authproxy {html.escape(document['version'])}</h1>"
         f"<p>listening on {html.escape(document['listen'])}, up {document['uptime_s']} s</p>"
+        "<p><a href='/-/'>Open the console</a> (log in, renew, recent requests, Try it).</p>"
         "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table></body></html>"
     )
 

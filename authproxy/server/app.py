@@ -21,7 +21,7 @@ from authproxy.observability.metrics import Stats
 from authproxy.proxy.handler import ProxyHandler
 from authproxy.server.admin import add_admin_routes
 from authproxy.server.middleware import listener_middleware
-from authproxy.server.runtime import PROXY, RUNTIME, STATS, build_runtime
+from authproxy.server.runtime import PROXY, REQUESTS, RUNTIME, STATS, build_request_log, build_runtime
 from authproxy.stores.base import TokenStore
 
 log = structlog.get_logger("authproxy.app")
@@ -44,6 +44,9 @@ def build_app(
     app[RUNTIME] = runtime
     app[STATS] = stats
     app[PROXY] = handler
+    app[REQUESTS] = build_request_log(runtime, redactor)
+    if config.console.requests or config.trace:  # else recording costs nothing at all
+        handler.recorder = app[REQUESTS]
     add_admin_routes(app)
     add_login_routes(app)
     app.router.add_route("*", "/{tail:.*}", handler.__call__)  # last: admin routes above win

@@ -22,6 +22,7 @@ from authproxy.credentials.credential import Credential
 from authproxy.observability.logging import Redactor
 from authproxy.observability.metrics import Stats
 from authproxy.proxy.access import BrowserGuard, Gatekeeper
+from authproxy.proxy.recorder import RequestLog
 from authproxy.proxy.routing import Route, Router
 from authproxy.stores.base import TokenStore
 from authproxy.stores.build import build_store
@@ -151,3 +152,18 @@ def build_runtime(
 RUNTIME = web.AppKey("runtime", Runtime)
 STATS = web.AppKey("stats", Stats)
 PROXY = web.AppKey("proxy", "ProxyHandler")
+REQUESTS = web.AppKey("requests", RequestLog)  # recent requests: the console's list and the trace
+
+
+def build_request_log(runtime: Runtime, redactor: Redactor | None) -> RequestLog:
+    """The request log of `console:` and `trace:`; injected header names are looked up live (reload)."""
+    config = runtime.config
+
+    def injected(route: str | None) -> list[str]:
+        found = runtime.router.by_name.get(route) if route is not None else None
+        return list(found.inject) if found is not None else []
+
+    capture = (config.console.capture_bodies or 0) * 1024
+    return RequestLog(
+        config.console.requests, runtime.clock, redactor, capture_bytes=capture, trace=config.trace, injected=injected
+    )

@@ -99,7 +99,13 @@ async def test_status_reports_routes_tokens_and_counts(make_proxy, upstream, tok
     assert (api["requests"], api["errors"], api["retries_401"], api["in_flight"]) == (3, 1, 0, 0)
     assert api["token"]["state"] == "valid" and api["token"]["expires_in"] == 600
     assert api["token"]["last_outcome"] == "ok"
-    assert api["token"]["last_refresh_at"] == fake_clock.now()
+    # ISO 8601 UTC to the second; durations whole seconds (FakeClock starts at 1_700_000_000 = 2023-11-14T22:13:20Z)
+    assert fake_clock.now() == 1_700_000_000.0
+    assert api["token"]["last_refresh_at"] == "2023-11-14T22:13:20Z"
+    assert api["token"]["expires_at"] == "2023-11-14T22:23:20Z"
+    assert doc["now"] == "2023-11-14T22:13:20Z" and doc["uptime_s"] == 0 and isinstance(doc["uptime_s"], int)
+    assert type(api["token"]["renew_in"]) is int and 540 <= api["token"]["renew_in"] <= 546
+    assert api["token"]["retry_in"] is None
     assert (pub["name"], pub["grant"], pub["token"], pub["requests"]) == ("open", "none", None, 1)
     assert "SENTINEL" not in str(doc) and "at-1" not in str(doc)
 
