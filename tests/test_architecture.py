@@ -22,8 +22,12 @@ ALLOWED = {
     "credentials": {"config", "stores", "upstream", "observability"},
     "proxy": {"config", "credentials", "upstream", "observability"},
     "login": {"config", "credentials", "stores", "upstream", "observability", "proxy", "server.runtime"},
-    "server": {"config", "credentials", "stores", "upstream", "observability", "proxy", "login"},
-    "cli": {"config", "credentials", "stores", "upstream", "observability", "proxy", "login", "server"},
+    "console": {
+        "config", "credentials", "stores", "upstream", "observability", "proxy", "login", "server.runtime",
+        "server.status",
+    },
+    "server": {"config", "credentials", "stores", "upstream", "observability", "proxy", "login", "console"},
+    "cli": {"config", "credentials", "stores", "upstream", "observability", "proxy", "login", "server", "console"},
 }
 
 

@@ -189,7 +189,11 @@ class BrowserGuard:
         self.origins = frozenset(o.rstrip("/") for o in config.allowed_origins)
         self._allowed: set[str] = set()  # Host header values already found to be ours, as sent
 
-    def check(self, headers: CIMultiDictProxy[str], *, navigation_ok: bool = False) -> AuthProxyError | None:
+    def check(
+        self, headers: CIMultiDictProxy[str], *, navigation_ok: bool = False, own_origin: str | None = None
+    ) -> AuthProxyError | None:
+        """`own_origin`: the proxy's own origin as this request reached it, accepted as an Origin (the
+        console's own page; its Host was checked first, so a rebound DNS name cannot pass as it)."""
         host = headers.get("Host")
         if host is not None and host not in self._allowed:
             name = host_name(host)
@@ -202,7 +206,7 @@ class BrowserGuard:
                 self._allowed.add(host)
         origin = headers.get("Origin")
         if origin is not None:
-            if origin.rstrip("/") not in self.origins:
+            if origin.rstrip("/") not in self.origins and origin != own_origin:
                 return CrossSiteRefused(
                     f"requests from the web origin {origin!r} are refused; to allow it, add it "
                     "to allowed_origins in the config"

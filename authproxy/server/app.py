@@ -15,6 +15,7 @@ from aiohttp import web
 from authproxy.clock import Clock, SystemClock
 from authproxy.config.checks import scope_warnings
 from authproxy.config.schema import Config
+from authproxy.console.routes import add_console_routes
 from authproxy.login.routes import add_login_routes
 from authproxy.observability.logging import Redactor
 from authproxy.observability.metrics import Stats
@@ -49,6 +50,7 @@ def build_app(
         handler.recorder = app[REQUESTS]
     add_admin_routes(app)
     add_login_routes(app)
+    add_console_routes(app)
     app.router.add_route("*", "/{tail:.*}", handler.__call__)  # last: admin routes above win
     app.cleanup_ctx.append(_lifecycle)
     return app

@@ -15,6 +15,15 @@ from authproxy.server.runtime import Runtime
 ADMIN_PREFIX = "/-/"
 LOGIN_PREFIX = "/-/login/"  # browser navigations (the provider redirects back here); state-protected
 OPEN_ADMIN_PATHS = frozenset(("/-/health",))  # liveness probes carry no key
+CONSOLE_PREFIX = "/-/console/"  # with "/-/" itself: the console checks its viewers (admin or member key)
+
+
+def is_console(request: web.Request) -> bool:
+    """Whether the handler the router picked is the console's: decided by the matched resource, never by the
+    raw path (`/-/console/../status` must stay an admin endpoint)."""
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else ""
+    return canonical == ADMIN_PREFIX or canonical.startswith(CONSOLE_PREFIX)
 
 
 def listener_middleware(proxy: ProxyHandler, runtime: Runtime) -> Middleware:
@@ -40,11 +49,13 @@ def listener_middleware(proxy: ProxyHandler, runtime: Runtime) -> Middleware:
                 listener = "the admin listener" if on_admin else "this listener"
                 return error_response(RouteNotFound(f"not served on {listener}"), request_id_from(request.headers))
         login = admin_path and path.startswith(LOGIN_PREFIX) and request.method == "GET"
-        refused = runtime.guard.check(request.headers, navigation_ok=login)
+        console = admin_path and is_console(request)
+        own = f"{request.scheme}://{request.host}" if console else None  # the console's page posts to itself
+        refused = runtime.guard.check(request.headers, navigation_ok=login, own_origin=own)
         if refused is not None:
             return error_response(refused, request_id_from(request.headers))
         if admin_path:
-            if path not in OPEN_ADMIN_PATHS and not runtime.gate.admin_allowed(request.headers):
+            if path not in OPEN_ADMIN_PATHS and not console and not runtime.gate.admin_allowed(request.headers):
                 refusal = error_response(
                     Unauthorized(
                         "the admin endpoints need the admin key (admin.key): send it as a Bearer token, "
