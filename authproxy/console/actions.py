@@ -15,7 +15,7 @@ from aiohttp import web
 
 from authproxy.errors import AuthProxyError, BadRequest, RouteNotFound
 from authproxy.login.cli import run_logout
-from authproxy.observability.logging import Redactor
+from authproxy.observability.logging import MASK, Redactor
 from authproxy.proxy.recorder import SECRET_HEADERS
 from authproxy.proxy.routing import Route
 from authproxy.server.runtime import RUNTIME
@@ -96,8 +96,12 @@ async def try_request(app: web.Application, data: dict[str, Any], redactor: Reda
     async with (
         aiohttp.ClientSession(timeout=timeout, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()) as session,
         session.request(
-            method, url, headers=[(k, v) for k, v in headers if k.strip()], data=body.encode() if body else None,
-            allow_redirects=False, ssl=False,  # our own listener, on loopback
+            method,
+            url,
+            headers=[(k, v) for k, v in headers if k.strip()],
+            data=body.encode() if body else None,
+            allow_redirects=False,
+            ssl=False,  # our own listener, on loopback
         ) as answer,
     ):
         raw = await answer.content.read(TRY_BODY_LIMIT + 1)
@@ -108,7 +112,7 @@ async def try_request(app: web.Application, data: dict[str, Any], redactor: Reda
             "status": answer.status,
             "reason": answer.reason,
             "duration_ms": round(elapsed * 1000, 1),
-            "headers": [[k, "[redacted]" if k.lower() in secret else redactor.text(v)] for k, v in answer.headers.items()],
+            "headers": [[k, MASK if k.lower() in secret else redactor.text(v)] for k, v in answer.headers.items()],
             "body": redactor.text(raw[:TRY_BODY_LIMIT].decode("utf-8", "replace")),
             "truncated": len(raw) > TRY_BODY_LIMIT,
             "content_type": answer.content_type,

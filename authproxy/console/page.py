@@ -48,7 +48,7 @@ def route_card(route: dict[str, Any], store: str, admin: bool) -> str:
         ("Store", "store", store if token else "-"),
     ]
     if egress is not None:
-        rows.append(("Egress", "egress", egress if isinstance(egress, str) else egress))
+        rows.append(("Egress", "egress", egress))
     cells = "".join(f'<div><dt>{label}</dt><dd data-field="{key}">{_e(value)}</dd></div>' for label, key, value in rows)
     return (
         f'<article class="route" data-route="{_e(name)}" aria-labelledby="route-{_e(name)}">'
@@ -72,7 +72,8 @@ def render(document: dict[str, Any], *, csrf: str, viewer: str, admin: bool) -> 
         '<form id="try-form" class="try">'
         f'<label>Route <select name="route" id="try-route">{options}</select></label>'
         f'<label>Method <select name="method" id="try-method">{methods}</select></label>'
-        '<label class="wide">Path <input name="path" id="try-path" value="/" autocomplete="off" spellcheck="false"></label>'
+        '<label class="wide">Path '
+        '<input name="path" id="try-path" value="/" autocomplete="off" spellcheck="false"></label>'
         '<label class="wide">Headers <span class="hint">(one <code>Name: value</code> a line)</span>'
         '<textarea name="headers" id="try-headers" rows="3" spellcheck="false"></textarea></label>'
         '<label class="wide">Body <textarea name="body" id="try-body" rows="4" spellcheck="false"></textarea></label>'
@@ -93,7 +94,7 @@ def render(document: dict[str, Any], *, csrf: str, viewer: str, admin: bool) -> 
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
 <meta name="csrf-token" content="{_e(csrf)}">
-<meta name="viewer" content="{'admin' if admin else 'member'}">
+<meta name="viewer" content="{"admin" if admin else "member"}">
 <title>authproxy console</title>
 <link rel="stylesheet" href="/-/console/static/console.css">
 <script src="/-/console/static/console.js" defer></script>
@@ -101,7 +102,7 @@ def render(document: dict[str, Any], *, csrf: str, viewer: str, admin: bool) -> 
 <header class="top"><h1>authproxy</h1>
 <p id="meta">version {_e(document["version"])} · {_e(document["listen"])} · viewing as {_e(viewer)}</p>
 <nav aria-label="Sections"><a href="#routes">Routes</a> <a href="#requests">Requests</a>
-{'<a href="#try">Try it</a> ' if admin else ''}<a href="#postman">Postman</a></nav></header>
+{'<a href="#try">Try it</a> ' if admin else ""}<a href="#postman">Postman</a></nav></header>
 <main>
 <section id="routes" aria-labelledby="routes-h"><h2 id="routes-h">Routes</h2>
 <div class="cards" id="route-cards">{cards}</div></section>

@@ -68,9 +68,7 @@ class Sessions:
         session = request.cookies.get(COOKIE, "")
         token = request.headers.get(CSRF_HEADER, "")
         if not session or not hmac.compare_digest(token.encode(), self.csrf(session).encode()):
-            raise CrossSiteRefused(
-                f"missing or stale {CSRF_HEADER}: reload the console at {own}/-/ and try again"
-            )
+            raise CrossSiteRefused(f"missing or stale {CSRF_HEADER}: reload the console at {own}/-/ and try again")
 
 
 SESSIONS = web.AppKey("console_sessions", Sessions)
