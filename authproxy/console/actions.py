@@ -42,7 +42,7 @@ async def renew(app: web.Application, name: str) -> dict[str, Any]:
         await route.credential.refresh(stale=route.credential.cached())
     except AuthProxyError as err:
         return {"route": name, "ok": False, "code": err.code, "message": err.message}
-    return {"route": name, "ok": True}
+    return {"route": name, "ok": True, "message": "Renewed: the route uses a new token."}
 
 
 async def logout(app: web.Application, name: str) -> dict[str, Any]:

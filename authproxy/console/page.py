@@ -66,7 +66,7 @@ def render(document: dict[str, Any], *, csrf: str, viewer: str, admin: bool) -> 
     store = str(store)
     cards = "".join(route_card(r, store, admin) for r in routes) or "<p>No routes are configured.</p>"
     options = "".join(f'<option value="{_e(r["name"])}">{_e(r["name"])} ({_e(r["prefix"])})</option>' for r in routes)
-    methods = "".join(f"<option>{m}</option>" for m in METHODS)
+    methods = "".join(f'<option value="{m}">{m}</option>' for m in METHODS)
     try_it = (
         '<section id="try" aria-labelledby="try-h"><h2 id="try-h">Try it</h2>'
         '<form id="try-form" class="try">'
@@ -96,6 +96,7 @@ def render(document: dict[str, Any], *, csrf: str, viewer: str, admin: bool) -> 
 <meta name="csrf-token" content="{_e(csrf)}">
 <meta name="viewer" content="{"admin" if admin else "member"}">
 <title>authproxy console</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/-/console/static/console.css">
 <script src="/-/console/static/console.js" defer></script>
 </head><body>
@@ -109,7 +110,7 @@ def render(document: dict[str, Any], *, csrf: str, viewer: str, admin: bool) -> 
 <section id="requests" aria-labelledby="requests-h"><h2 id="requests-h">Recent requests</h2>
 <form id="filters" class="filters">
 <label>Route <select name="route" id="filter-route"><option value="">all</option>{options}</select></label>
-<label>Status <input name="status" id="filter-status" placeholder="e.g. 5xx, 401, error" size="10"></label>
+<label>Status <input name="status" id="filter-status" placeholder="e.g. 5xx, 401, error" size="18"></label>
 <label>Client <input name="client" id="filter-client" placeholder="name or address" size="14"></label>
 </form>
 <div class="table-wrap"><table id="request-table"><thead><tr>

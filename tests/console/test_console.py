@@ -91,7 +91,7 @@ async def test_renew_now_fetches_a_new_token_from_the_console_page(make_proxy, u
             proxy.at("/-/console/routes/api/renew"),
             headers={"X-CSRF-Token": csrf, "Origin": origin, "Sec-Fetch-Site": "same-origin"},
         ) as resp:
-            assert resp.status == 200 and await resp.json() == {"route": "api", "ok": True}
+            assert resp.status == 200 and (await resp.json())["ok"] is True
     assert len(token_server.requests) == 2
     assert proxy.credential().cached().access_token == "at-2"
 
