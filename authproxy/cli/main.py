@@ -97,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list the built-in provider presets")
     presets.add_argument("name", nargs="?", help="show one preset's defaults")
     presets.set_defaults(func=cmd_presets)
+
+    from authproxy.cli.postman import add_parser as add_postman
+
+    add_postman(sub)
     return parser
 
 
