@@ -206,6 +206,9 @@ async def _screenshots(driver: Any, tmp_path: Path) -> None:
             await step(driver.execute_script, "window.scrollTo(0, 0)")
             path = tmp_path / f"console-{name}-{scheme}.png"
             assert await step(driver.save_screenshot, str(path)) and path.stat().st_size > 10_000
+            await step(driver.execute_script, "document.getElementById('requests').scrollIntoView()")
+            path = tmp_path / f"console-{name}-{scheme}-requests.png"
+            assert await step(driver.save_screenshot, str(path)) and path.stat().st_size > 10_000
     keep = os.environ.get("AUTHPROXY_SCREENSHOTS")  # a directory to copy the PNGs to, for a person to look at
     if keep:
         for png in tmp_path.glob("*.png"):
