@@ -26,7 +26,7 @@ from authproxy.server.runtime import PROXY, RUNTIME
 
 log = structlog.get_logger("authproxy.reload")
 
-RESTART_ONLY = ("listen", "allow_anonymous", "store", "shutdown_timeout", "log", "admin", "tls")
+RESTART_ONLY = ("listen", "allow_anonymous", "store", "shutdown_timeout", "log", "admin", "tls", "console")
 
 
 @dataclass
@@ -104,6 +104,8 @@ async def reload_config(app: web.Application) -> ReloadResult:
     restart_needed = [key for key in RESTART_ONLY if getattr(config, key) != getattr(runtime.config, key)]
     if config.limits.upstream_connections != runtime.config.limits.upstream_connections:
         restart_needed.append("limits.upstream_connections")  # the pools are made with it
+    if not set(config.trace) <= set(runtime.config.trace):  # the running set includes `run --trace` routes
+        restart_needed.append("trace")
     result = ReloadResult(200, restart_needed=restart_needed)
     in_use = {r.credential for r in routes if r.credential is not None}
     for route in routes:

@@ -163,3 +163,14 @@ async def test_restart_only_changes_are_reported(make_proxy, upstream, token_ser
     path.write_text(yaml.safe_dump(changed))
     status, body = await reload(client, proxy)
     assert status == 200 and body["restart_needed"] == ["shutdown_timeout"]
+
+
+async def test_console_and_new_traces_are_restart_only(make_proxy, upstream, token_server, client, tmp_path) -> None:
+    path = tmp_path / "config.yaml"
+    proxy = await make_proxy(cfg(upstream.url, token_server.url), path=path)
+    changed = cfg(upstream.url, token_server.url)
+    changed["console"] = {"requests": 10}
+    changed["trace"] = ["all"]
+    path.write_text(yaml.safe_dump(changed))
+    status, body = await reload(client, proxy)
+    assert status == 200 and body["restart_needed"] == ["console", "trace"]
