@@ -74,7 +74,8 @@ def render(document: dict[str, Any], *, csrf: str, viewer: str, admin: bool) -> 
         f'<label>Method <select name="method" id="try-method">{methods}</select></label>'
         '<label class="wide">Path '
         '<input name="path" id="try-path" value="/" autocomplete="off" spellcheck="false"></label>'
-        '<label class="wide">Headers <span class="hint">(one <code>Name: value</code> a line)</span>'
+        '<label class="wide">Headers <span class="hint">(one <code>Name: value</code> a line; in team mode add '
+        "<code>X-Authproxy-Key: your proxy key</code>, which the copied snippets read from $AUTHPROXY_KEY)</span>"
         '<textarea name="headers" id="try-headers" rows="3" spellcheck="false"></textarea></label>'
         '<label class="wide">Body <textarea name="body" id="try-body" rows="4" spellcheck="false"></textarea></label>'
         '<div class="actions wide"><button type="submit" class="primary" id="try-send">Send</button>'

@@ -163,6 +163,8 @@ async def test_console_in_chromium(make_proxy, upstream, token_server, fake_cloc
     await step(driver.find_element(By.ID, "try-path").send_keys, "/echo?from=console")
     await step(driver.find_element(By.CSS_SELECTOR, '#try-method option[value="POST"]').click)
     await step(driver.find_element(By.ID, "try-body").send_keys, '{"hello": "world"}')
+    headers = "X-Note: it's\nX-Authproxy-Key: typed-by-the-user-key"
+    await step(driver.find_element(By.ID, "try-headers").send_keys, headers)
     await step(driver.find_element(By.ID, "try-send").click)
     await step(wait_for, driver, lambda b: text_of(b, "#try-status").startswith("200"))
     seen = upstream.seen[-1]
@@ -180,7 +182,13 @@ async def test_console_in_chromium(make_proxy, upstream, token_server, fake_cloc
     # Copy as curl: points at the proxy, quoted for shells, no secret
     await step(driver.find_element(By.ID, "copy-curl").click)
     curl = await step(text_of, driver, "#try-snippet")
-    assert curl.startswith(f"curl -sS -X POST '{proxy.url}/api/echo?from=console'")
+    assert curl == (
+        f"curl -sS -X POST '{proxy.url}/api/echo?from=console' -H 'X-Note: it'\\''s' "
+        """-H 'X-Authproxy-Key: '"$AUTHPROXY_KEY" --data-binary '{"hello": "world"}'"""
+    )
+    await step(driver.find_element(By.ID, "copy-httpx").click)
+    httpx_snippet = await step(text_of, driver, "#try-snippet")
+    assert 'os.environ["AUTHPROXY_KEY"]' in httpx_snippet and "typed-by-the-user-key" not in httpx_snippet
 
     tokens = ["at-1", "at-2"]
     source = await step(lambda: driver.page_source)

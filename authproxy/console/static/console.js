@@ -217,16 +217,23 @@
     return `${location.origin}${prefix}${path}`;
   }
   const shq = (s) => `'${String(s).replace(/'/g, "'\\''")}'`; // POSIX shell single quotes
+  // A proxy key typed into Try it is the user's own secret: snippets read it from $AUTHPROXY_KEY instead.
+  const KEY_HEADERS = ["x-authproxy-key", "authorization"];
+  const isKey = (name) => KEY_HEADERS.includes(name.toLowerCase());
+  const keyValue = (value) => (value.toLowerCase().startsWith("bearer ") ? "Bearer " : "");
   const pyq = (s) => JSON.stringify(String(s));
   function curlSnippet(t) {
     const parts = ["curl", "-sS", "-X", t.method, shq(proxyUrl(t))];
-    t.headers.forEach(([k, v]) => parts.push("-H", shq(`${k}: ${v}`)));
+    t.headers.forEach(([k, v]) => parts.push("-H", isKey(k) ? `${shq(`${k}: ${keyValue(v)}`)}"$AUTHPROXY_KEY"` : shq(`${k}: ${v}`)));
     if (t.body) parts.push("--data-binary", shq(t.body));
     return parts.join(" ");
   }
   function httpxSnippet(t) {
-    const lines = ["import httpx", "", `response = httpx.request(`, `    ${pyq(t.method)},`, `    ${pyq(proxyUrl(t))},`];
-    if (t.headers.length) lines.push(`    headers={${t.headers.map(([k, v]) => `${pyq(k)}: ${pyq(v)}`).join(", ")}},`);
+    const keyed = t.headers.some(([k]) => isKey(k));
+    const lines = keyed ? ["import os", ""] : [];
+    lines.push("import httpx", "", `response = httpx.request(`, `    ${pyq(t.method)},`, `    ${pyq(proxyUrl(t))},`);
+    const pyv = ([k, v]) => (isKey(k) ? `${pyq(keyValue(v))} + os.environ["AUTHPROXY_KEY"]` : pyq(v));
+    if (t.headers.length) lines.push(`    headers={${t.headers.map(([k, v]) => `${pyq(k)}: ${pyv([k, v])}`).join(", ")}},`);
     if (t.body) lines.push(`    content=${pyq(t.body)},`);
     lines.push(")", "print(response.status_code)", "print(response.text)");
     return lines.join("\n");
