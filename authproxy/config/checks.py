@@ -85,8 +85,9 @@ class ConfigChecks:
                 self.problems.add("trace", unknown(route, ["all", *routes], "route"))
         if config.console.requests < 0:
             self.problems.add("console.requests", "must be 0 (keep none) or more, e.g. 200")
-        if config.console.capture_bodies is not None and not 0 < config.console.capture_bodies <= 1024:
-            self.problems.add("console.capture_bodies", "KiB of each body to keep: from 1 to 1024, e.g. 16")
+        if config.console.capture_bodies is not None and not 0 < config.console.capture_bodies <= 64:
+            # bounded memory: console.requests x 2 bodies x this (200 x 2 x 64 KiB = 25 MiB at most)
+            self.problems.add("console.capture_bodies", "KiB of each body to keep: from 1 to 64, e.g. 16")
         if config.admin.key is not None and len(config.admin.key) < 16:
             self.problems.add("admin.key", "too short to be a secret: use at least 16 characters")
 

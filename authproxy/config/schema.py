@@ -192,8 +192,8 @@ class ConsoleConfig:
     requests: int = opt(200, "Recent requests kept for the console's request list (0: none kept).")
     capture_bodies: int | None = opt(
         None,
-        "KiB of each request and response body kept (redacted) for the console's detail view and the trace; "
-        "unset: no body is kept.",
+        "KiB (1-64) of each request and response body kept (redacted) for the console's detail view and the "
+        "trace; unset: no body is kept.",
     )
 
 

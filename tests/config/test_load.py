@@ -279,3 +279,20 @@ def test_a_bad_redirect_uri_is_a_config_error_not_a_login_crash(uri: str) -> Non
     with pytest.raises(ConfigError) as err:
         parse_config(text, env={})
     assert [p for p, _ in err.value.problems] == ["routes.api.auth.redirect_uri"]
+
+
+def test_console_and_trace_keys_are_checked() -> None:
+    text = """
+trace: [api, apx]
+console: {requests: -1, capture_bodies: 65}
+routes:
+  api: {upstream: "https://api.example.com"}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, env={})
+    rendered = err.value.render()
+    assert "trace: unknown route 'apx'; did you mean 'api'? expected one of: all, api" in rendered
+    assert "console.requests: expected a whole number" in rendered
+    assert "console.capture_bodies: KiB of each body to keep: from 1 to 64, e.g. 16" in rendered
+    config = parse_config("trace: all\nroutes:\n  api: {upstream: 'https://api.example.com'}\n", env={})
+    assert config.trace == ("all",) and config.console.requests == 200 and config.console.capture_bodies is None
