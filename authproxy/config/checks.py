@@ -83,8 +83,6 @@ class ConfigChecks:
         for route in config.trace:
             if route != "all" and route not in routes:
                 self.problems.add("trace", unknown(route, ["all", *routes], "route"))
-        if config.console.requests < 0:
-            self.problems.add("console.requests", "must be 0 (keep none) or more, e.g. 200")
         if config.console.capture_bodies is not None and not 0 < config.console.capture_bodies <= 64:
             # bounded memory: console.requests x 2 bodies x this (200 x 2 x 64 KiB = 25 MiB at most)
             self.problems.add("console.capture_bodies", "KiB of each body to keep: from 1 to 64, e.g. 16")
