@@ -48,8 +48,10 @@ def listener_middleware(proxy: ProxyHandler, runtime: Runtime) -> Middleware:
             if on_admin != admin_path:
                 listener = "the admin listener" if on_admin else "this listener"
                 return error_response(RouteNotFound(f"not served on {listener}"), request_id_from(request.headers))
-        login = admin_path and path.startswith(LOGIN_PREFIX) and request.method == "GET"
         console = admin_path and is_console(request)
+        # GET navigations from another site (a link in a wiki or chat): the login's, and the console's reads
+        # (nothing a GET does changes state; its POSTs need the same origin and a CSRF token, console/session.py)
+        login = admin_path and (path.startswith(LOGIN_PREFIX) or console) and request.method == "GET"
         own = f"{request.scheme}://{request.host}" if console else None  # the console's page posts to itself
         refused = runtime.guard.check(request.headers, navigation_ok=login, own_origin=own)
         if refused is not None:

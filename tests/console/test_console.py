@@ -81,6 +81,12 @@ async def test_page_state_and_requests_hold_no_secret(make_proxy, upstream, toke
         no_secret(text)
 
 
+async def test_a_link_from_another_site_opens_the_console(make_proxy, upstream, token_server, client) -> None:
+    proxy = await make_proxy(cfg(upstream.url, token_server.url))
+    async with client.get(proxy.at("/-/"), headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}) as r:
+        assert r.status == 200 and "authproxy console" in await r.text()
+
+
 async def test_renew_now_fetches_a_new_token_from_the_console_page(make_proxy, upstream, token_server) -> None:
     proxy = await make_proxy(cfg(upstream.url, token_server.url))
     await wait_until(lambda: len(token_server.requests) == 1)
