@@ -52,12 +52,30 @@ def not_configured(route: RouteConfig) -> list[str]:
 
 def not_configured_error(route: RouteConfig, keys: list[str]) -> NotConfigured:
     listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+    variables = unset_variables(route, keys)
+    if variables:  # what to do, in the user's terms: the variables behind `${VAR:-}`
+        todo = "set " + " ".join(f"{name}=..." for name in variables) + " in the environment (export, or an .env file)"
+        others = len(variables) < len(keys)
+        return NotConfigured(
+            f"route {route.name!r} is not configured: {listed} {'is' if len(keys) == 1 else 'are'} empty; "
+            f"{todo}{' and fill in the other keys' if others else ''}, then restart authproxy",
+            route=route.name,
+        )
     return NotConfigured(
         f"route {route.name!r} is not configured: {listed} {'is' if len(keys) == 1 else 'are'} empty "
         "(an unset environment variable, or an empty _file?); set "
         f"{'it' if len(keys) == 1 else 'them'} and restart authproxy",
         route=route.name,
     )
+
+
+def unset_variables(route: RouteConfig, keys: list[str]) -> list[str]:
+    """The environment variables behind the empty `keys` (as `not_configured` names them), in order."""
+    names: dict[str, None] = {}
+    for key in keys:
+        for name in route.env_vars.get(key.removeprefix(f"routes.{route.name}."), "").split():
+            names[name] = None
+    return list(names)
 
 
 def build_endpoint(route: RouteConfig, clock: Clock, transport: Transport) -> TokenEndpoint:
