@@ -17,6 +17,7 @@ from authproxy.config.load import parse_config
 from authproxy.credentials.client_auth import basic_authorization
 from authproxy.server.app import build_app
 from authproxy.server.serve import serve
+from authproxy.shell import shell_quote
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"  # a throwaway credential that exists only inside this process
@@ -113,9 +114,9 @@ async def run_demo(host: str, port: int, token_lifetime: int = 30, stop: asyncio
             f"\nauthproxy demo: a token server ({token_base}) and an API ({api_url}) that accepts only\n"
             f"its own {token_lifetime}-second tokens, with the proxy in front on {base}.\n"
             "Try (no credentials in the client):\n"
-            f"  curl -s {base}/demo/hello?x=1\n"
-            f"  curl -s -X POST --data 'some body' {base}/demo/orders\n"
-            f"  curl -s {base}/-/health\n"
+            f"  curl -s {shell_quote(base + '/demo/hello?x=1')}\n"
+            f"  curl -s -X POST --data 'some body' {shell_quote(base + '/demo/orders')}\n"
+            f"  curl -s {shell_quote(base + '/-/health')}\n"
             "Watch the log: tokens are renewed in the background before they expire. Ctrl-C stops.\n",
             flush=True,
         )

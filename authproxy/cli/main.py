@@ -19,7 +19,7 @@ EXAMPLES = {
     "run": "authproxy run\n  authproxy run -c team.yaml --listen 127.0.0.1:9000\n  authproxy run --workers 4",
     "check": "authproxy check\n  authproxy check -c team.yaml --strict\n  authproxy check --online --json",
     "status": "authproxy status\n  authproxy status -c team.yaml --json",
-    "token": 'authproxy token stockx\n  curl -H "Authorization: Bearer $(authproxy token stockx)" \'https://...\''
+    "token": "authproxy token stockx\n  curl -H \"Authorization: Bearer $(authproxy token stockx)\" 'https://...'"
     "\n  authproxy token stockx --fresh --json",
     "login": "authproxy login acme\n  authproxy login -c login.yaml acme --no-browser",
     "logout": "authproxy logout acme",
@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = command("run", "serve the configured routes", _lazy("cli.serve", "cmd_run"))
     _config_arg(run)
-    run.add_argument("--listen", type=listen_address, help="host:port, overriding `listen:` in the config")
+    run.add_argument(
+        "--listen", type=listen_address, metavar="HOST:PORT", help="host:port, overriding `listen:` in the config"
+    )
     run.add_argument("--log-format", choices=("auto", "console", "json"), help="override log.format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log.level")
     run.add_argument(
@@ -79,9 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor: this worker's index
     run.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # its end of the supervisor's socket pair
 
-    check = command(
-        "check", "validate a config and show whether each route can work", _lazy("cli.check", "cmd_check")
-    )
+    check = command("check", "validate a config and show whether each route can work", _lazy("cli.check", "cmd_check"))
     _config_arg(check)
     check.add_argument("--show-config", action="store_true", help="print the resolved config as YAML, secrets masked")
     check.add_argument("--json", action="store_true", help="print the routes' readiness as JSON")
@@ -90,8 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 1 when any route is not ready (default: only config errors fail)"
     )
 
-    status = command("status", "show each route's token state, from the running proxy or the store",
-                     _lazy("cli.status", "cmd_status"))
+    status = command(
+        "status",
+        "show each route's token state, from the running proxy or the store",
+        _lazy("cli.status", "cmd_status"),
+    )
     _config_arg(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -124,17 +127,23 @@ def _parser() -> argparse.ArgumentParser:
     demo = command(
         "demo", "run a self-contained demo: token server, API and proxy on loopback", _lazy("cli.serve", "cmd_demo")
     )
-    demo.add_argument("--listen", default="127.0.0.1:8080", type=listen_address, help="where the demo proxy listens")
+    demo.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        type=listen_address,
+        metavar="HOST:PORT",
+        help="where the demo proxy listens",
+    )
     demo.add_argument("--token-lifetime", type=int, default=30, help="seconds each demo token lives")
     demo.add_argument("--log-format", choices=("auto", "console", "json"), default="auto")
 
     presets = command("presets", "list the built-in provider presets", _lazy("cli.presets", "cmd_presets"))
     presets.add_argument("name", nargs="?", metavar="NAME", help="show one preset's defaults (e.g. stockx)")
 
-    completion = command(
-        "completion", "print a shell completion script", _lazy("cli.completion", "cmd_completion")
-    )
-    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    completion = command("completion", "print a shell completion script", _lazy("cli.completion", "cmd_completion"))
+    completion.add_argument("shell", nargs="?", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    completion.add_argument("--routes", action="store_true", help=argparse.SUPPRESS)  # what the scripts call
+    completion.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=argparse.SUPPRESS)
     return parser
 
 
@@ -159,7 +168,8 @@ def listen_address(text: str) -> str:
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not host:port; write e.g. 127.0.0.1:8080")
     if int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535); write e.g. {host or '127.0.0.1'}:8080")
+        example = f"{host or '127.0.0.1'}:8080"
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535); write e.g. {example}")
     return text
 
 

@@ -42,8 +42,8 @@ class AddressInUse(Exception):
     def advice(self, command: str) -> str:
         if self.reason != "in use":
             return f"cannot listen on {self.address()}: {self.reason}; choose another address with --listen: {command}"
-        there = "another authproxy (its /-/health answers)" if answers_health(self.host, self.port) else (
-            "another program"
+        there = (
+            "another authproxy (its /-/health answers)" if answers_health(self.host, self.port) else ("another program")
         )
         return (
             f"cannot listen on {self.address()}: the address is in use, probably by {there}; stop it, "
@@ -76,7 +76,9 @@ def answers_health(host: str, port: int) -> bool:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/-/health"
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT) as response:  # noqa: S310 - loopback, fixed path
-            return json.loads(response.read(1024)).get("status") == "ok"
+    with (
+        contextlib.suppress(OSError, ValueError, AttributeError),
+        urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT) as response,
+    ):
+        return json.loads(response.read(1024)).get("status") == "ok"
     return False

@@ -48,10 +48,8 @@ def missing_config_advice(path: Path) -> str:
     """What to do when the config file is not there (a fresh clone has only the example)."""
     absolute = path.expanduser().absolute()
     example = absolute.parent / "config.example.yaml"
-    start = f"cp {example.name} {path}" if example.is_file() else "write one (see config.example.yaml in the repository)"
-    return (
-        f"no config file at {absolute}; {start} to start from the example, or give another file with -c FILE"
-    )
+    start = f"cp {example.name} {path}" if example.is_file() else "copy config.example.yaml from the repository"
+    return f"no config file at {absolute}; {start} to start from the example, or give another file with -c FILE"
 
 
 def parse_config(
