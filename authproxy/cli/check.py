@@ -35,7 +35,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     runtime = build_runtime(config, clock=SystemClock(), store=build_store(config, serving=True))
     invocation = Invocation.of(args)
     if args.online:  # each failure is reported once, in the table: not again as a log line
-        setup_logging(config, "console", "error")
+        setup_logging(config, "console", "critical")
     reports = asyncio.run(_assess(runtime, invocation, online=args.online))
     if args.show_config:
         print(yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False), end="")

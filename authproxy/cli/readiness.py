@@ -78,7 +78,7 @@ async def assess_route(config: Config, route: RouteConfig, store: TokenStore, in
             return report
         if stored is None or not (stored.refresh_token or stored.access_token):
             report.state = NEEDS_LOGIN
-            report.detail = "run: " + invocation.command("login", route.name)
+            report.detail = invocation.command("login", route.name)
         else:
             report.detail = f"logged in (tokens in {store.where()})"
     return report

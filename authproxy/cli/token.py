@@ -25,7 +25,7 @@ EXIT_FAILED = 1
 
 def cmd_token(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    setup_logging(config, "console", "error")  # the failure is printed once, below, not also as a log line
+    setup_logging(config, "console", "critical")  # the failure is printed once, below, not also as a log line
     route = find_route(config, args.route)
     if route is None:
         return EXIT_FAILED
