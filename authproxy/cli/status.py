@@ -21,7 +21,7 @@ from authproxy.cli.common import setup_logging
 from authproxy.config.checks import is_loopback
 from authproxy.config.load import load_config
 from authproxy.config.schema import Config, split_listen
-from authproxy.shell import Invocation
+from authproxy.shell import Invocation, shell_quote
 
 STATUS_TIMEOUT = 3.0  # seconds: a local proxy answers at once
 
@@ -38,9 +38,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         document = fetch_status(url, config.admin.key)
     except ProxyRefused as exc:
-        document, note = None, f"the proxy at {url} answered: {exc}"
+        document, note = None, f"the proxy at {shell_quote(url)} answered: {exc}"
     except OSError:
-        document, note = None, f"no proxy answers at {url}"
+        document, note = None, f"no proxy answers at {shell_quote(url)}"
     if document is not None:
         rows = [from_proxy(route) for route in document.get("routes", [])]
         source = {"source": "proxy", "url": url}
@@ -51,7 +51,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({**source, "routes": rows}, indent=2))
         return 0
     if document is not None:
-        print(f"from the running proxy at {url}")
+        print(f"from the running proxy at {shell_quote(url)}")
     else:
         run = Invocation.of(args).command("run")
         print(f"{note}; from the token store ({source['store']}). Start the proxy: {run}")
