@@ -16,7 +16,7 @@ import sys
 import yaml
 
 from authproxy.cli.common import setup_logging
-from authproxy.cli.readiness import READY, RouteReport, assess, probe_token, quoted_uris
+from authproxy.cli.readiness import READY, REQUESTING, RouteReport, assess, probe_token, quoted_uris
 from authproxy.config.checks import scope_warnings
 from authproxy.config.load import load_config
 from authproxy.config.schema import Config, masked
@@ -106,6 +106,6 @@ def summary(config: Config, args: argparse.Namespace, reports: list[RouteReport]
     failed = sum(not p.ok for r in reports for p in r.probes)
     if args.online:
         line += f"; online: {failed} failed" if failed else "; online: every token request succeeded"
-    elif not args.strict:
+    elif any(r.state == READY and r.grant in REQUESTING for r in reports):
         line += f". `{invocation.command('check', '--online')}` requests one token per route"
     return line

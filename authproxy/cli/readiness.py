@@ -16,12 +16,13 @@ from authproxy.credentials.build import not_configured, unset_variables
 from authproxy.credentials.credential import Credential
 from authproxy.credentials.identity import store_key
 from authproxy.errors import AuthProxyError
+from authproxy.login.routes import callback_path
 from authproxy.shell import Invocation, shell_quote
 from authproxy.stores.base import TokenStore
 
 READY, NEEDS_LOGIN, NOT_CONFIGURED, ERROR = "ready", "needs login", "not configured", "error"
 LOGIN_GRANTS = ("authorization_code",)
-WEB_CALLBACK = "/-/login/{route}/callback"  # login/routes.py serves it
+REQUESTING = ("client_credentials", "refresh_token", "authorization_code")  # grants that request tokens
 
 
 @dataclass
@@ -86,7 +87,7 @@ async def assess_route(config: Config, route: RouteConfig, store: TokenStore, in
 
 def redirect_uris(config: Config, route: RouteConfig) -> dict[str, str]:
     """The redirect URIs to register with the provider: the proxy's web login and `authproxy login`'s loopback."""
-    own = WEB_CALLBACK.format(route=route.name)
+    own = callback_path(route.name)
     configured = route.auth.redirect_uri
     if configured and configured.endswith(own):
         return {"web login": configured}
