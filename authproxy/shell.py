@@ -29,8 +29,12 @@ class Invocation:
 
     @classmethod
     def of(cls, args: object) -> Invocation:
-        config = getattr(args, "config", None)
-        return cls(config if config and config != DEFAULT_CONFIG else None, getattr(args, "listen", None))
+        return cls(cls.of_path(getattr(args, "config", None)), getattr(args, "listen", None))
+
+    @staticmethod
+    def of_path(config: str | None) -> str | None:
+        """The `-c FILE` worth repeating: None for the default `config.yaml`."""
+        return config if config and config != DEFAULT_CONFIG else None
 
     def command(self, subcommand: str, *words: str, listen: bool = False) -> str:
         """`authproxy SUBCOMMAND [-c FILE] [--listen ADDR] WORDS...`, each word quoted when a shell needs it."""

@@ -32,7 +32,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     setup_logging(config, "console", "warning")  # what building says (a store's warnings) goes to stderr
-    runtime = build_runtime(config, clock=SystemClock(), store=build_store(config, serving=True))
+    runtime = build_runtime(
+        config, clock=SystemClock(), store=build_store(config, serving=True), config_path=args.config
+    )
     invocation = Invocation.of(args)
     if args.online:  # each failure is reported once, in the table: not again as a log line
         setup_logging(config, "console", "critical")

@@ -61,7 +61,9 @@ async def fetch_token(route: RouteConfig, config: Config, *, fresh: bool, invoca
     transport = NativeTransport(limit=4)
     store = build_store(config)
     try:
-        credential = build_credential(route, transport=transport, store=store, clock=SystemClock())
+        credential = build_credential(
+            route, transport=transport, store=store, clock=SystemClock(), config_path=invocation.config
+        )
         assert credential is not None  # grant none is answered before
         try:
             return await (credential.refresh() if fresh else credential.current())

@@ -92,8 +92,13 @@ def build_endpoint(route: RouteConfig, clock: Clock, transport: Transport) -> To
     return TokenEndpoint(auth, auth.token_url, client_auth, clock, transport, tls=tls)
 
 
-def build_source(route: RouteConfig, clock: Clock, transport: Transport) -> TokenSource | None:
-    """The grant's token source; None for grant `none`. Raises ConfigError for unusable settings."""
+def build_source(
+    route: RouteConfig, clock: Clock, transport: Transport, *, config_path: str | None = None
+) -> TokenSource | None:
+    """The grant's token source; None for grant `none`. Raises ConfigError for unusable settings.
+
+    `config_path`: the `-c FILE` the process was started with, repeated in "run: authproxy login" advice.
+    """
     auth = route.auth
     if auth.grant == "none":
         return None
@@ -105,9 +110,9 @@ def build_source(route: RouteConfig, clock: Clock, transport: Transport) -> Toke
     if auth.grant == "client_credentials":
         return ClientCredentialsSource(endpoint)
     if auth.grant == "refresh_token":
-        return RefreshTokenSource(endpoint, route.name, auth.refresh_token)
+        return RefreshTokenSource(endpoint, route.name, auth.refresh_token, config_path=config_path)
     if auth.grant == "authorization_code":
-        return AuthorizationCodeSource(endpoint, route.name, auth.refresh_token)
+        return AuthorizationCodeSource(endpoint, route.name, auth.refresh_token, config_path=config_path)
     raise ConfigError([(f"routes.{route.name}.auth.grant", f"unknown grant {auth.grant!r}")])
 
 
@@ -119,6 +124,7 @@ def build_credential(
     clock: Clock,
     rng: random.Random | None = None,
     backoff: Backoff | None = None,
+    config_path: str | None = None,
 ) -> Credential | None:
     """The route's credential (None for grant `none`), not started; `transport` carries its token requests."""
     auth = route.auth
@@ -126,7 +132,7 @@ def build_credential(
     if empty:  # even for grant none: an empty header the route injects (x-api-key) must not go out
         parked = not_configured_error(route, empty)
         return Credential(route.name, _Unconfigured(), NoStore(), clock=clock, parked=parked)
-    source = build_source(route, clock, transport)
+    source = build_source(route, clock, transport, config_path=config_path)
     if source is None:
         return None
     sync: StoreSync | NoStore = NoStore()

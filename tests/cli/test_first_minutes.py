@@ -9,6 +9,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -287,3 +289,23 @@ async def test_logout_of_a_client_credentials_route_says_what_it_means(tmp_path,
         "acme: nothing to log out: it uses client_credentials and keeps tokens in the proxy's memory only; restart "
         "the proxy, or get a new token with `authproxy token -c cc.yaml acme --fresh`\n",
     )
+
+
+# -- 7: advice repeats the options given -------------------------------------------------------------------
+
+
+async def test_login_advice_repeats_the_config_file_everywhere(tmp_path) -> None:
+    port = free_port()
+    (tmp_path / "login.yaml").write_text(f"listen: 127.0.0.1:{port}\nroutes:\n" + login_route("acme"))
+    hint = "route 'acme' is not logged in (no refresh token stored); run: authproxy login -c login.yaml acme"
+    assert await cli("token", "-c", "login.yaml", "acme", cwd=tmp_path) == (1, "", f"acme: {hint}\n")
+    proxy = await start_proxy("login.yaml", tmp_path)
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/acme/x")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)
+        assert refused.value.code == 503
+        error = json.loads(refused.value.read())["error"]
+        assert (error["code"], error["message"]) == ("login_required", hint)
+    finally:
+        await stop(proxy)
