@@ -45,14 +45,14 @@ async def test_status_from_the_store_then_from_the_running_proxy(tmp_path, token
     )
     assert (await cli("token", "api", "-c", "my.yaml", cwd=tmp_path))[:2] == (0, "at-1\n")
     code, out, _ = await cli("status", "-c", "my.yaml", cwd=tmp_path)
-    assert re.search(rf"\napi    client_credentials  valid  {ISO} \(in 59 min\)\n$", out), out
+    assert re.search(rf"\napi    client_credentials  valid  {ISO} \(in (59|60) min\)\n$", out), out
 
     proxy = await start_proxy("my.yaml", tmp_path)
     try:
         code, out, err = await cli("status", "-c", "my.yaml", cwd=tmp_path)
         assert (code, err) == (0, "")
         assert out.startswith(f"from the running proxy at 'http://127.0.0.1:{port}/-/status'\n"), out
-        assert re.search(rf"\napi    client_credentials  valid  {ISO} \(in 59 min\)\n$", out), out
+        assert re.search(rf"\napi    client_credentials  valid  {ISO} \(in (59|60) min\)\n$", out), out
         code, out, _ = await cli("status", "-c", "my.yaml", "--json", cwd=tmp_path)
         document = json.loads(out)
         assert document["source"] == "proxy" and document["url"] == f"http://127.0.0.1:{port}/-/status"
