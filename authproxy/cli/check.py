@@ -17,19 +17,18 @@ import yaml
 
 from authproxy.cli.common import setup_logging
 from authproxy.cli.readiness import READY, REQUESTING, RouteReport, assess, probe_token, quoted_uris
+from authproxy.clock import SystemClock
 from authproxy.config.checks import scope_warnings
 from authproxy.config.load import load_config
 from authproxy.config.schema import Config, masked
+from authproxy.server.runtime import Runtime, build_runtime
 from authproxy.shell import Invocation
+from authproxy.stores.build import build_store
 
 EXIT_NOT_READY = 1
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from authproxy.clock import SystemClock
-    from authproxy.server.runtime import build_runtime
-    from authproxy.stores.build import build_store
-
     config = load_config(args.config)
     setup_logging(config, "console", "warning")  # what building says (a store's warnings) goes to stderr
     runtime = build_runtime(
@@ -53,10 +52,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_NOT_READY if failed or not_ready else 0
 
 
-async def _assess(runtime: object, invocation: Invocation, *, online: bool) -> list[RouteReport]:
-    from authproxy.server.runtime import Runtime
-
-    assert isinstance(runtime, Runtime)
+async def _assess(runtime: Runtime, invocation: Invocation, *, online: bool) -> list[RouteReport]:
     try:
         reports = await assess(runtime.config, runtime.store, invocation)
         if online:
@@ -66,11 +62,11 @@ async def _assess(runtime: object, invocation: Invocation, *, online: bool) -> l
         await runtime.close()
 
 
-async def probe_routes(runtime: object, reports: list[RouteReport], invocation: Invocation) -> None:
-    """The online checks of each usable route; OIDC discovery results are appended here per route too."""
-    from authproxy.server.runtime import Runtime
+async def probe_routes(runtime: Runtime, reports: list[RouteReport], invocation: Invocation) -> None:
+    """The online checks of each ready route, each appended to `report.probes` (a `Probe` per check).
 
-    assert isinstance(runtime, Runtime)
+    The one place per-route online checks go: OIDC discovery adds its `Probe` next to the token's.
+    """
     routes = {route.name: route for route in runtime.router.routes}
     for report in reports:
         if report.state != READY:

@@ -7,6 +7,7 @@ can act on, with the options they gave (`-c FILE`).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -63,11 +64,11 @@ async def assess_route(config: Config, route: RouteConfig, store: TokenStore, in
     empty = not_configured(route)
     if empty:
         report.state, report.variables = NOT_CONFIGURED, unset_variables(route, empty)
-        report.detail = (
-            "set " + " ".join(f"{name}=..." for name in report.variables)
-            if report.variables
-            else "fill in " + ", ".join(empty)
-        )
+        todo = ["set " + " ".join(f"{name}=..." for name in report.variables)] if report.variables else []
+        unexplained = [key for key in empty if not unset_variables(route, [key])]
+        if unexplained:
+            todo.append("fill in " + ", ".join(unexplained))
+        report.detail = "; ".join(todo)
         return report
     if auth.grant == "none":
         report.detail = "no credential injected"
@@ -77,11 +78,13 @@ async def assess_route(config: Config, route: RouteConfig, store: TokenStore, in
         except OSError as exc:
             report.state, report.detail = ERROR, f"the token store failed: {exc.strerror or exc}"
             return report
-        if stored is None or not (stored.refresh_token or stored.access_token):
+        if stored is not None and (stored.refresh_token or stored.access_token):
+            report.detail = f"logged in (tokens in {store.where()})"
+        elif auth.grant == "refresh_token" and not auth.authorize_url:
+            report.state, report.detail = ERROR, f"no refresh token: set routes.{route.name}.auth.refresh_token"
+        else:
             report.state = NEEDS_LOGIN
             report.detail = invocation.command("login", route.name)
-        else:
-            report.detail = f"logged in (tokens in {store.where()})"
     return report
 
 
@@ -115,7 +118,7 @@ async def probe_token(route: RouteConfig, credential: Credential | None, invocat
 def failure_text(route: RouteConfig, credential: Credential, err: AuthProxyError, invocation: Invocation) -> str:
     """One sentence for a failed token request: the provider's words, no retry talk, what to check."""
     status = credential.status()
-    text = str(status.get("last_error_detail") or err.message)
+    text = re.sub(r"; retrying in \d+s$", "", str(status.get("last_error_detail") or err.message))
     text = text.replace(f"authproxy login {route.name}", invocation.command("login", route.name))
     if "answered HTTP 404" in text:
         text += f"; check routes.{route.name}.auth.token_url ({route.auth.token_url})"
