@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "authproxy"
 MAX_LINES = 400
 
 # Which top-level parts may import which (a part may always import itself and the base modules).
-BASE = {"errors", "clock", "__init__", "__main__"}
+BASE = {"errors", "clock", "shell", "__init__", "__main__"}
 ALLOWED = {
     "config": set(),
     "observability": {"config", "credentials.state"},

@@ -102,8 +102,8 @@ def test_check_passes_with_no_credentials_set(tmp_path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert "# OK: 7 route(s)" in done.stdout
-    assert "warning: routes.stonex.auth.client_id is empty" in done.stderr
+    assert "is valid; 0 of 7 route(s) ready (7 not configured)" in done.stdout
+    assert "not configured: set STONEX_CLIENT_ID=... STONEX_CLIENT_SECRET=...\n" in done.stdout
     assert "together with" not in done.stderr  # no route mixes a sensitive scope with everyday ones
 
 

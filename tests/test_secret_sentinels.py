@@ -219,7 +219,10 @@ async def call(
 
 def run_check(path: Path) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "authproxy", "check", "-c", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "authproxy", "check", "--show-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     return proc.stdout + proc.stderr
@@ -325,7 +328,7 @@ async def test_no_sentinel_secret_is_ever_shown(
     await call(client, out, "GET", proxy.at(f"/added/x?{QUERY}"), headers=CLIENT_HEADERS)
     await call(client, out, "GET", proxy.at("/basic/x"), headers=CLIENT_HEADERS)
     checked_ok = run_check(path)
-    assert "# OK:" in checked_ok
+    assert f"config {path} is valid;" in checked_ok and "upstream:" in checked_ok  # the table and the YAML
     out.add("authproxy check (valid)", checked_ok)
     broken = scenario_config(upstream, token_server, pem, rotated=True)
     broken["routes"]["basic"]["headers"]["x-api-key"] = f"{S}-newline-key\nInjected: 1"

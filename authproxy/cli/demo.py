@@ -17,6 +17,7 @@ from authproxy.config.load import parse_config
 from authproxy.credentials.client_auth import basic_authorization
 from authproxy.server.app import build_app
 from authproxy.server.serve import serve
+from authproxy.shell import shell_quote
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"  # a throwaway credential that exists only inside this process
@@ -110,12 +111,13 @@ async def run_demo(host: str, port: int, token_lifetime: int = 30, stop: asyncio
         config = parse_config(demo_config_text(f"{token_base}/oauth/token", api_url, token_lifetime), source="demo")
         base = f"http://{host}:{port}"
         print(
-            f"\nauthproxy demo: a token server ({token_base}) and an API ({api_url}) that accepts only\n"
-            f"its own {token_lifetime}-second tokens, with the proxy in front on {base}.\n"
+            f"\nauthproxy demo: a token server at {shell_quote(token_base)} and an API at {shell_quote(api_url)}\n"
+            f"that accepts only its own {token_lifetime}-second tokens, and the proxy in front at "
+            f"{shell_quote(base)}.\n"
             "Try (no credentials in the client):\n"
-            f"  curl -s {base}/demo/hello?x=1\n"
-            f"  curl -s -X POST --data 'some body' {base}/demo/orders\n"
-            f"  curl -s {base}/-/health\n"
+            f"  curl -s {shell_quote(base + '/demo/hello?x=1')}\n"
+            f"  curl -s -X POST --data 'some body' {shell_quote(base + '/demo/orders')}\n"
+            f"  curl -s {shell_quote(base + '/-/health')}\n"
             "Watch the log: tokens are renewed in the background before they expire. Ctrl-C stops.\n",
             flush=True,
         )

@@ -1,31 +1,41 @@
-"""Command line: run | check | token | presets. Thin: parsing and exit codes, no logic."""
+"""Command line: the parser and the dispatch. Thin: each command lives in its own module.
+
+Only argparse is imported here: every command's module (and aiohttp, yaml, structlog behind it)
+is imported when that command runs, so `authproxy --help` and shell completion answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import importlib
-import json
 import sys
 from collections.abc import Callable, Sequence
 
-import yaml
-
-from authproxy.config.checks import is_loopback, scope_warnings
-from authproxy.config.load import load_config
-from authproxy.config.presets import load_preset, preset_names
-from authproxy.config.schema import Config, RouteConfig, masked, secret_values
-from authproxy.credentials.tokens import Token
-from authproxy.errors import AuthProxyError, ConfigError
-from authproxy.observability.logging import Redactor, configure_logging
+from authproxy import __version__
+from authproxy.shell import DEFAULT_CONFIG
 
 EXIT_CONFIG = 2
-DEFAULT_CONFIG = "config.yaml"
+EXAMPLES = {
+    "run": "authproxy run\n  authproxy run -c team.yaml --listen 127.0.0.1:9000\n  authproxy run --workers 4",
+    "check": "authproxy check\n  authproxy check -c team.yaml --strict\n  authproxy check --online --json",
+    "status": "authproxy status\n  authproxy status -c team.yaml --json",
+    "token": "authproxy token stockx\n  curl -H \"Authorization: Bearer $(authproxy token stockx)\" 'https://...'"
+    "\n  authproxy token stockx --fresh --json",
+    "login": "authproxy login acme\n  authproxy login -c login.yaml acme --no-browser",
+    "logout": "authproxy logout acme",
+    "exec": "authproxy exec -- newman run collection.json\n  authproxy exec -c ci.yaml -- pytest tests/",
+    "demo": "authproxy demo\n  authproxy demo --listen 127.0.0.1:9000 --token-lifetime 10",
+    "presets": "authproxy presets\n  authproxy presets stockx",
+    "postman": "authproxy postman -o postman/\n  authproxy postman -c team.yaml -o out/ --base-url https://authproxy.internal:8080",
+    "completion": "authproxy completion bash >> ~/.bashrc\n  authproxy completion zsh > ~/.zfunc/_authproxy"
+    "\n  authproxy completion fish > ~/.config/fish/completions/authproxy.fish",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from authproxy.errors import ConfigError
+
     try:
         return int(args.func(args) or 0)
     except ConfigError as err:
@@ -36,12 +46,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="authproxy", description="Local authenticating reverse proxy.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="authproxy",
+        description="Local authenticating reverse proxy: clients call http://127.0.0.1:8080/ROUTE/..., "
+        "authproxy forwards to the route's upstream with fresh OAuth tokens injected.",
+        epilog="Start with `authproxy demo`; `authproxy COMMAND --help` shows examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"authproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="serve the configured routes")
+    def command(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            epilog="examples:\n  " + EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        cmd.set_defaults(func=func)
+        return cmd
+
+    run = command("run", "serve the configured routes", _lazy("cli.serve", "cmd_run"))
     _config_arg(run)
-    run.add_argument("--listen", help="host:port, overriding `listen:` in the config")
+    run.add_argument(
+        "--listen", type=listen_address, metavar="HOST:PORT", help="host:port, overriding `listen:` in the config"
+    )
     run.add_argument("--log-format", choices=("auto", "console", "json"), help="override log.format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log.level")
     run.add_argument(
@@ -59,48 +88,80 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor: this worker's index
     run.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # its end of the supervisor's socket pair
-    run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="validate a config and print the resolved routes, secrets masked")
+    check = command("check", "validate a config and show whether each route can work", _lazy("cli.check", "cmd_check"))
     _config_arg(check)
-    check.set_defaults(func=cmd_check)
+    check.add_argument("--show-config", action="store_true", help="print the resolved config as YAML, secrets masked")
+    check.add_argument("--json", action="store_true", help="print the routes' readiness as JSON")
+    check.add_argument("--online", action="store_true", help="also request one token per route (contacts providers)")
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 when any route is not ready (default: only config errors fail)"
+    )
 
-    token = sub.add_parser("token", help="print a current access token for ROUTE (for scripts)")
+    status = command(
+        "status",
+        "show each route's token state, from the running proxy or the store",
+        _lazy("cli.status", "cmd_status"),
+    )
+    _config_arg(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    token = command("token", "print an access token for ROUTE (for scripts)", _lazy("cli.token", "cmd_token"))
     _config_arg(token)
-    token.add_argument("route")
+    token.add_argument("route", metavar="ROUTE", help="a route name under `routes:` in the config")
     token.add_argument("--json", action="store_true", help="also print type and expiry, as JSON")
-    token.set_defaults(func=cmd_token)
+    token.add_argument("--fresh", action="store_true", help="request a new token even when a stored one is valid")
 
-    login = sub.add_parser("login", help="log ROUTE in through the browser (authorization code + PKCE)")
+    login = command(
+        "login", "log ROUTE in through the browser (authorization code + PKCE)", _lazy("login.cli", "cmd_login")
+    )
     _config_arg(login)
-    login.add_argument("route")
+    login.add_argument("route", metavar="ROUTE", help="a route with auth.grant authorization_code")
     login.add_argument("--no-browser", action="store_true", help="print the URL; accept the redirect URL on stdin")
     login.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the browser (default 300)")
-    login.set_defaults(func=_lazy("login.cli", "cmd_login"))
 
-    logout = sub.add_parser("logout", help="forget ROUTE's stored tokens (and revoke them when configured)")
+    logout = command(
+        "logout", "forget ROUTE's stored tokens (and revoke them when configured)", _lazy("login.cli", "cmd_logout")
+    )
     _config_arg(logout)
-    logout.add_argument("route")
-    logout.set_defaults(func=_lazy("login.cli", "cmd_logout"))
+    logout.add_argument("route", metavar="ROUTE", help="a route name under `routes:` in the config")
 
-    run_exec = sub.add_parser("exec", help="run COMMAND with the proxy on a free loopback port (AUTHPROXY_URL)")
+    run_exec = command(
+        "exec", "run COMMAND with the proxy on a free loopback port (AUTHPROXY_URL)", _lazy("cli.exec", "cmd_exec")
+    )
     _config_arg(run_exec)
-    run_exec.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
-    run_exec.set_defaults(func=_lazy("cli.exec", "cmd_exec"))
+    run_exec.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]: what to run")
 
-    demo = sub.add_parser("demo", help="run a self-contained demo: token server, API and proxy on loopback")
-    demo.add_argument("--listen", default="127.0.0.1:8080", help="where the demo proxy listens")
+    demo = command(
+        "demo", "run a self-contained demo: token server, API and proxy on loopback", _lazy("cli.serve", "cmd_demo")
+    )
+    demo.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        type=listen_address,
+        metavar="HOST:PORT",
+        help="where the demo proxy listens",
+    )
     demo.add_argument("--token-lifetime", type=int, default=30, help="seconds each demo token lives")
     demo.add_argument("--log-format", choices=("auto", "console", "json"), default="auto")
-    demo.set_defaults(func=cmd_demo)
 
-    presets = sub.add_parser("presets", help="list the built-in provider presets")
-    presets.add_argument("name", nargs="?", help="show one preset's defaults")
-    presets.set_defaults(func=cmd_presets)
+    presets = command("presets", "list the built-in provider presets", _lazy("cli.presets", "cmd_presets"))
+    presets.add_argument("name", nargs="?", metavar="NAME", help="show one preset's defaults (e.g. stockx)")
 
-    from authproxy.cli.postman import add_parser as add_postman
+    postman = command(
+        "postman",
+        "write a Postman collection and environment pointing at the proxy (no secret in them)",
+        _lazy("cli.postman", "cmd_postman"),
+    )
+    _config_arg(postman)
+    postman.add_argument("-o", "--output", default=".", metavar="DIR", help="directory to write the two files to")
+    postman.add_argument("--base-url", help="where clients reach the proxy (default: from `listen:`)")
+    postman.add_argument("--name", default="authproxy", help="the collection's and environment's name")
 
-    add_postman(sub)
+    completion = command("completion", "print a shell completion script", _lazy("cli.completion", "cmd_completion"))
+    completion.add_argument("shell", nargs="?", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    completion.add_argument("--routes", action="store_true", help=argparse.SUPPRESS)  # what the scripts call
+    completion.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=argparse.SUPPRESS)
     return parser
 
 
@@ -119,180 +180,18 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def listen_address(text: str) -> str:
+    """`host:port` with a port from 0 to 65535 (0: any free port); refused by argparse with the reason."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not host:port; write e.g. 127.0.0.1:8080")
+    if int(port) > 65535:
+        example = f"{host or '127.0.0.1'}:8080"
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535); write e.g. {example}")
+    return text
+
+
 def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
-
-
-def _setup_logging(config: Config, fmt: str | None = None, level: str | None = None) -> Redactor:
-    return configure_logging(
-        level or config.log.level, fmt or config.log.format, redactor=Redactor(secret_values(config))
+    parser.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=f"config file (default {DEFAULT_CONFIG})"
     )
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from authproxy.config.schema import split_listen
-    from authproxy.server.app import build_app
-    from authproxy.server.serve import serve
-
-    config = load_config(args.config)
-    if args.trace:
-        unknown_routes = [r for r in args.trace if r != "all" and r not in config.routes]
-        if unknown_routes:
-            known = ", ".join(["all", *config.routes])
-            print(f"--trace: no route {unknown_routes[0]!r}; expected one of: {known}", file=sys.stderr)
-            return EXIT_CONFIG
-        config = dataclasses.replace(config, trace=tuple(dict.fromkeys([*config.trace, *args.trace])))
-    redactor = _setup_logging(config, args.log_format, args.log_level)
-    try:
-        host, port = split_listen(args.listen or config.listen)
-    except ValueError:
-        print(f"--listen: {args.listen!r} is not host:port; write e.g. 127.0.0.1:8080", file=sys.stderr)
-        return EXIT_CONFIG
-    if not is_loopback(host) and not config.allow_anonymous:
-        print(
-            f"--listen: {host} is reachable from other machines; set allow_anonymous: true in the config "
-            "to allow that (only on a private network)",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    from authproxy.stores.build import build_store
-
-    store = build_store(config, serving=True, processes=args.workers)  # ConfigError (exit 2) before any worker
-    if args.workers > 1 and args.worker is None:
-        from authproxy.server.workers import supervise
-
-        if config.admin.listen is not None and split_listen(config.admin.listen)[1] == 0:
-            print("admin.listen: give a fixed port with --workers (each worker would pick its own)", file=sys.stderr)
-            return EXIT_CONFIG
-        return supervise(args, config, host, port)
-    app = build_app(config, config_path=args.config, redactor=redactor, store=store)
-    if args.worker is not None:
-        from authproxy.server.workers import run_worker
-
-        _run(run_worker(app, host, port, args.worker, args.worker_fd))
-    else:
-        _run(serve(app, host, port))
-    return 0
-
-
-def _run(coro: object) -> None:
-    try:
-        import uvloop  # optional extra: faster event loop
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
-    else:
-        uvloop.run(coro)  # type: ignore[arg-type]
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from authproxy.cli.demo import DEMO_CLIENT_SECRET, run_demo
-    from authproxy.config.schema import split_listen
-
-    configure_logging("info", args.log_format, redactor=Redactor([DEMO_CLIENT_SECRET]))
-    try:
-        host, port = split_listen(args.listen)
-    except ValueError:
-        print(f"--listen: {args.listen!r} is not host:port; write e.g. 127.0.0.1:8080", file=sys.stderr)
-        return EXIT_CONFIG
-    if args.token_lifetime < 2:
-        print("--token-lifetime: at least 2 seconds", file=sys.stderr)
-        return EXIT_CONFIG
-    _run(run_demo(host, port, args.token_lifetime))
-    return 0
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from authproxy.clock import SystemClock
-    from authproxy.credentials.build import not_configured
-    from authproxy.server.runtime import build_runtime
-    from authproxy.stores.build import build_store
-
-    config = load_config(args.config)
-    _setup_logging(config, "console", "warning")  # what building says (a store's warnings) goes to stderr
-    # What `run` builds (routes, credentials, client auth, TLS files, the store), not started: nothing connects.
-    runtime = build_runtime(config, clock=SystemClock(), store=build_store(config, serving=True))
-    asyncio.run(runtime.close())
-    print(yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False), end="")
-    for route in config.routes.values():
-        for key in not_configured(route):
-            print(
-                f"warning: {key} is empty: route {route.name!r} answers 503 not_configured until it is set",
-                file=sys.stderr,
-            )
-    for warning in scope_warnings(config):
-        print(f"warning: {warning}", file=sys.stderr)
-    print(
-        f"# OK: {len(config.routes)} route(s): "
-        + ", ".join(f"{r.prefix} -> {r.upstream}" for r in config.routes.values())
-    )
-    return 0
-
-
-def cmd_token(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    _setup_logging(config, "console", "warning")
-    route = config.routes.get(args.route)
-    if route is None:
-        print(f"no route {args.route!r}; routes: {', '.join(config.routes) or '(none)'}", file=sys.stderr)
-        return 1
-    try:
-        token = asyncio.run(_fetch_token(route, config))
-    except AuthProxyError as err:
-        print(f"{args.route}: {err.code}: {err.message}", file=sys.stderr)
-        return 1
-    if token is None:
-        print(f"route {args.route!r} has no token (auth.grant is none)", file=sys.stderr)
-        return 1
-    if args.json:
-        print(
-            json.dumps(
-                {"access_token": token.access_token, "token_type": token.token_type, "expires_at": token.expires_at}
-            )
-        )
-    else:
-        print(token.access_token)
-    return 0
-
-
-async def _fetch_token(route: RouteConfig, config: Config) -> Token | None:
-    from authproxy.clock import SystemClock
-    from authproxy.credentials.build import build_credential
-    from authproxy.stores.build import build_store
-    from authproxy.upstream.pool import NativeTransport
-
-    transport = NativeTransport(limit=4)
-    store = build_store(config)
-    try:
-        credential = build_credential(route, transport=transport, store=store, clock=SystemClock())
-        if credential is None:
-            return None
-        try:
-            return await credential.current()
-        finally:
-            await credential.close()
-    finally:
-        await store.close()
-        await transport.close()
-
-
-def cmd_presets(args: argparse.Namespace) -> int:
-    if args.name:
-        preset = load_preset(args.name)
-        if preset is None:
-            print(f"no preset {args.name!r}; presets: {', '.join(preset_names())}", file=sys.stderr)
-            return 1
-        print(f"# {preset.name}: {preset.description}")
-        if preset.required_headers:
-            print(f"# routes using it must set headers: {', '.join(preset.required_headers)}")
-        if preset.sensitive_scopes:
-            print(
-                f"# sensitive scopes, each for a route of its own (not asked for by default): "
-                f"{', '.join(preset.sensitive_scopes)}"
-            )
-        print(yaml.safe_dump(preset.route, sort_keys=False), end="")
-        return 0
-    for name in preset_names():
-        preset = load_preset(name)
-        assert preset is not None
-        print(f"{name:12} {preset.description}")
-    return 0

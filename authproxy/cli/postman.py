@@ -18,15 +18,6 @@ from authproxy.console.postman import collection, environment, proxy_base
 EXIT_CONFIG = 2
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser("postman", help="write a Postman collection and environment pointing at the proxy")
-    parser.add_argument("-c", "--config", default="config.yaml", help="config file (default config.yaml)")
-    parser.add_argument("-o", "--output", default=".", help="directory to write the two files to (default .)")
-    parser.add_argument("--base-url", help="where clients reach the proxy (default: from `listen:`)")
-    parser.add_argument("--name", default="authproxy", help="the collection's and environment's name")
-    parser.set_defaults(func=cmd_postman)
-
-
 def cmd_postman(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     base = (args.base_url or proxy_base(config)).rstrip("/")

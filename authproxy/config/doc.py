@@ -22,7 +22,8 @@ HEADER = """\
      Do not edit by hand: change the schema's `doc` metadata and regenerate (tests/test_docs.py checks). -->
 
 authproxy reads one YAML file (`authproxy run -c config.yaml`; `authproxy check -c config.yaml`
-validates it and prints the resolved routes with every secret masked). An annotated example with
+validates it and shows whether each route can work; `--show-config` prints the resolved config with
+every secret masked). An annotated example with
 all five providers is [`config.example.yaml`](../config.example.yaml).
 
 - `${VAR}` and `${VAR:-default}` are expanded in every value (`$$` is a literal `$`); a variable

@@ -33,6 +33,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([("", missing_config_advice(Path(path)))], source) from None
     except OSError as exc:
         raise ConfigError([("", f"cannot read the config file: {exc.strerror or exc}")], source) from None
     except UnicodeDecodeError:
@@ -40,6 +42,14 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     return parse_config(
         text, source=source, env=os.environ if env is None else env, base_dir=Path(path).resolve().parent
     )
+
+
+def missing_config_advice(path: Path) -> str:
+    """What to do when the config file is not there (a fresh clone has only the example)."""
+    absolute = path.expanduser().absolute()
+    example = absolute.parent / "config.example.yaml"
+    start = f"cp {example.name} {path}" if example.is_file() else "copy config.example.yaml from the repository"
+    return f"no config file at {absolute}; {start} to start from the example, or give another file with -c FILE"
 
 
 def parse_config(
@@ -76,6 +86,7 @@ class _Context(ConfigChecks):
         self.problems = problems
         self.env = env
         self.base_dir = base_dir
+        self.env_sources: dict[str, list[str]] = {}  # key path -> the ${VAR}s its value came from
 
     # -- ${VAR} expansion and _file indirection ------------------------------------------------
     def expand(self, value: Any, path: str) -> Any:
@@ -91,6 +102,7 @@ class _Context(ConfigChecks):
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        self.env_sources.setdefault(path, []).append(name)
         value = self.env.get(name)
         if value is None or (value == "" and default is not None):
             if default is not None:
@@ -166,6 +178,13 @@ class _Context(ConfigChecks):
                 required_headers = preset.required_headers
         body.setdefault("prefix", f"/{name}")
         body["name"] = name
+        if "env_vars" in body:
+            self.problems.add(f"{path}.env_vars", "set by the loader from the ${VAR}s in the route; remove it")
+        body["env_vars"] = {
+            key.removeprefix(f"{path}."): " ".join(dict.fromkeys(names))
+            for key, names in self.env_sources.items()
+            if key.startswith(f"{path}.")
+        }
         route = self.parse_dataclass(RouteConfig, body, path)
         for header in required_headers:
             if header.lower() not in {h.lower() for h in route.headers}:

@@ -166,6 +166,11 @@ class RouteConfig:
     )
     tls: UpstreamTLS = opt(doc="TLS towards the upstream (https).", factory=UpstreamTLS)
     auth: AuthConfig = opt(doc="The credential injected into upstream requests.", factory=AuthConfig)
+    env_vars: dict[str, str] = opt(
+        doc="Set by the loader: the environment variable(s) behind each of the route's keys written as `${VAR}` "
+        "(`auth.client_id: STOCKX_CLIENT_ID`), so advice about an empty key names the variable to export.",
+        factory=dict,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,12 +52,30 @@ def not_configured(route: RouteConfig) -> list[str]:
 
 def not_configured_error(route: RouteConfig, keys: list[str]) -> NotConfigured:
     listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+    variables = unset_variables(route, keys)
+    if variables:  # what to do, in the user's terms: the variables behind `${VAR:-}`
+        todo = "set " + " ".join(f"{name}=..." for name in variables) + " in the environment (export, or an .env file)"
+        others = len(variables) < len(keys)
+        return NotConfigured(
+            f"route {route.name!r} is not configured: {listed} {'is' if len(keys) == 1 else 'are'} empty; "
+            f"{todo}{' and fill in the other keys' if others else ''}, then restart authproxy",
+            route=route.name,
+        )
     return NotConfigured(
         f"route {route.name!r} is not configured: {listed} {'is' if len(keys) == 1 else 'are'} empty "
         "(an unset environment variable, or an empty _file?); set "
         f"{'it' if len(keys) == 1 else 'them'} and restart authproxy",
         route=route.name,
     )
+
+
+def unset_variables(route: RouteConfig, keys: list[str]) -> list[str]:
+    """The environment variables behind the empty `keys` (as `not_configured` names them), in order."""
+    names: dict[str, None] = {}
+    for key in keys:
+        for name in route.env_vars.get(key.removeprefix(f"routes.{route.name}."), "").split():
+            names[name] = None
+    return list(names)
 
 
 def build_endpoint(route: RouteConfig, clock: Clock, transport: Transport) -> TokenEndpoint:
@@ -74,8 +92,13 @@ def build_endpoint(route: RouteConfig, clock: Clock, transport: Transport) -> To
     return TokenEndpoint(auth, auth.token_url, client_auth, clock, transport, tls=tls)
 
 
-def build_source(route: RouteConfig, clock: Clock, transport: Transport) -> TokenSource | None:
-    """The grant's token source; None for grant `none`. Raises ConfigError for unusable settings."""
+def build_source(
+    route: RouteConfig, clock: Clock, transport: Transport, *, config_path: str | None = None
+) -> TokenSource | None:
+    """The grant's token source; None for grant `none`. Raises ConfigError for unusable settings.
+
+    `config_path`: the `-c FILE` the process was started with, repeated in "run: authproxy login" advice.
+    """
     auth = route.auth
     if auth.grant == "none":
         return None
@@ -87,9 +110,9 @@ def build_source(route: RouteConfig, clock: Clock, transport: Transport) -> Toke
     if auth.grant == "client_credentials":
         return ClientCredentialsSource(endpoint)
     if auth.grant == "refresh_token":
-        return RefreshTokenSource(endpoint, route.name, auth.refresh_token)
+        return RefreshTokenSource(endpoint, route.name, auth.refresh_token, config_path=config_path)
     if auth.grant == "authorization_code":
-        return AuthorizationCodeSource(endpoint, route.name, auth.refresh_token)
+        return AuthorizationCodeSource(endpoint, route.name, auth.refresh_token, config_path=config_path)
     raise ConfigError([(f"routes.{route.name}.auth.grant", f"unknown grant {auth.grant!r}")])
 
 
@@ -101,6 +124,7 @@ def build_credential(
     clock: Clock,
     rng: random.Random | None = None,
     backoff: Backoff | None = None,
+    config_path: str | None = None,
 ) -> Credential | None:
     """The route's credential (None for grant `none`), not started; `transport` carries its token requests."""
     auth = route.auth
@@ -108,7 +132,7 @@ def build_credential(
     if empty:  # even for grant none: an empty header the route injects (x-api-key) must not go out
         parked = not_configured_error(route, empty)
         return Credential(route.name, _Unconfigured(), NoStore(), clock=clock, parked=parked)
-    source = build_source(route, clock, transport)
+    source = build_source(route, clock, transport, config_path=config_path)
     if source is None:
         return None
     sync: StoreSync | NoStore = NoStore()

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from authproxy.config.checks import is_loopback
 from authproxy.login.flow import LoginAttempt, LoginError, is_callback
+from authproxy.shell import shell_quote
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>authproxy login</title>
 <body style="font-family:sans-serif;max-width:40em;margin:4em auto"><h1>{title}</h1><p>{text}</p></body>"""
@@ -112,7 +113,8 @@ def _bind_problem(exc: OSError, server: CallbackServer, route: str, proxy_listen
     if exc.errno == errno.EADDRINUSE:
         text = f"port {server.port} of the redirect URI is already in use by another program ({where})"
         if proxy_listen and proxy_listen.rsplit(":", 1)[-1] == str(server.port):
-            text += f"; if that is the running proxy, open http://{proxy_listen}/-/login/{route} instead"
+            web_login = shell_quote(f"http://{proxy_listen}/-/login/{route}")
+            text += f"; if that is the running proxy, open {web_login} instead"
         return text
     if exc.errno == errno.EACCES:
         return f"no permission to listen on {where} (ports below 1024 need root)"

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import threading
 import webbrowser
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TextIO
@@ -37,7 +36,9 @@ from authproxy.login.flow import (
     read_callback,
     revoke,
 )
+from authproxy.login.stdin import stdin_can_paste, stdin_reader
 from authproxy.observability.logging import Redactor, configure_logging
+from authproxy.shell import Invocation, shell_quote
 from authproxy.stores.base import TokenStore
 from authproxy.stores.build import build_store
 from authproxy.upstream.pool import NativeTransport
@@ -54,17 +55,27 @@ def cmd_login(args: argparse.Namespace) -> int:
     route = _route(config, args.route)
     if route is None:
         return EXIT_FAILED
+    invocation = Invocation.of(args)
+    web_login = shell_quote(f"http://{config.listen}/-/login/{route.name}")
     try:
         check_login_route(route)
     except LoginError as err:
         print(f"login failed: {err.message}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.no_browser and not stdin_can_paste():
+        print(
+            "login failed: --no-browser reads the redirect URL from stdin, but stdin is closed or empty; run "
+            f"`{invocation.command('login', route.name, '--no-browser')}` in a terminal and paste the URL there, "
+            f"or log in through the running proxy at {web_login}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     store = build_store(config)  # ConfigError (exit 2) for a corrupt or undecryptable file
     if store.kind == "memory":
         print(
             "login failed: store.kind is memory, so the tokens would be lost when this command exits; "
             "remove `store: {kind: memory}` (a file store is the default for login routes), or log in through "
-            f"the running proxy at http://{config.listen}/-/login/{route.name}",
+            f"the running proxy at {web_login}",
             file=sys.stderr,
         )
         return EXIT_FAILED
@@ -76,6 +87,7 @@ def cmd_login(args: argparse.Namespace) -> int:
             open_browser=None if args.no_browser else open_system_browser,
             read_line=stdin_reader() if args.no_browser else None,
             proxy_listen=config.listen,
+            login_command=invocation.command("login", route.name),
         )
     )
 
@@ -86,7 +98,22 @@ def cmd_logout(args: argparse.Namespace) -> int:
     route = _route(config, args.route)
     if route is None:
         return EXIT_FAILED
-    return asyncio.run(run_logout(route, build_store(config)))
+    if route.auth.grant in ("none", "static"):
+        print(
+            f"{route.name}: nothing to log out: it uses grant {route.auth.grant} (no tokens are requested)",
+            file=sys.stderr,
+        )
+        return 0
+    store = build_store(config)
+    if store.kind == "memory":
+        fresh = Invocation.of(args).command("token", route.name, "--fresh")
+        print(
+            f"{route.name}: nothing to log out: it uses {route.auth.grant} and keeps tokens in the proxy's memory "
+            f"only; restart the proxy, or get a new token with `{fresh}`",
+            file=sys.stderr,
+        )
+        return 0
+    return asyncio.run(run_logout(route, store))
 
 
 async def run_login(
@@ -100,8 +127,12 @@ async def run_login(
     transport: Transport | None = None,
     out: TextIO | None = None,
     proxy_listen: str | None = None,
+    login_command: str | None = None,
 ) -> int:
-    """The whole login; returns the exit code. `open_browser=None` means --no-browser."""
+    """The whole login; returns the exit code. `open_browser=None` means --no-browser.
+
+    `login_command`: how the user ran it (`authproxy login -c FILE ROUTE`), repeated in advice.
+    """
     out = out or sys.stderr
     clock = clock or SystemClock()
     try:
@@ -135,7 +166,10 @@ async def run_login(
             if server is not None:
                 await server.close()
     except LoginError as err:
-        print(f"login failed: {err.message}", file=out)
+        message = err.message
+        if login_command:
+            message = message.replace(f"authproxy login {route.name}", login_command)
+        print(f"login failed: {message}", file=out)
         return EXIT_FAILED
     print(f"Logged in: route {route.name} ({describe(token, clock)}); saved to {store.where()}.", file=out)
     if not token.refresh_token:
@@ -254,30 +288,6 @@ async def _pasted(read_line: ReadLine, out: TextIO, *, alone: bool) -> dict[str,
             if is_callback(params):
                 return params
             print("That is not the redirect address (it has no code= or error=); paste the whole URL.", file=out)
-
-
-def stdin_reader() -> ReadLine:
-    """Lines from stdin, read by a daemon thread (a blocked read never keeps the process alive)."""
-    queue: asyncio.Queue[str | None] | None = None
-    loop: asyncio.AbstractEventLoop | None = None
-
-    def pump() -> None:
-        assert loop is not None and queue is not None
-        try:
-            for line in sys.stdin:
-                loop.call_soon_threadsafe(queue.put_nowait, line)
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-        except RuntimeError:  # the loop has closed: the login is over
-            return
-
-    async def read() -> str | None:
-        nonlocal queue, loop
-        if queue is None:
-            queue, loop = asyncio.Queue(), asyncio.get_running_loop()
-            threading.Thread(target=pump, name="authproxy-stdin", daemon=True).start()
-        return await queue.get()
-
-    return read
 
 
 def open_system_browser(url: str) -> bool:

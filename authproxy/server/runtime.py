@@ -101,7 +101,11 @@ class Runtime:
         route.endpoint = Endpoint(route.upstream, route.tls, limit=connection_share(cfg, config or self.config))
         route.transport = self.transports.for_route(cfg)
         route.credential = keep or build_credential(
-            cfg, transport=self.transports.for_tokens(cfg), store=self.store, clock=self.clock
+            cfg,
+            transport=self.transports.for_tokens(cfg),
+            store=self.store,
+            clock=self.clock,
+            config_path=self.config_path,
         )
         return route
 

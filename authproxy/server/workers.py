@@ -223,6 +223,8 @@ def supervise(args: argparse.Namespace, config: Config, host: str, port: int) ->
         for option in ("log_format", "log_level"):
             if getattr(args, option):
                 argv += [f"--{option.replace('_', '-')}", getattr(args, option)]
+        for route in getattr(args, "trace", None) or ():
+            argv += ["--trace", route]
         scheme = "https" if config.tls.cert_file else "http"
         url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{bound}"
         supervisor = Supervisor(argv, args.workers, config)

@@ -119,6 +119,8 @@ def test_demo_serves_refreshes_and_stops_on_sigint(demo) -> None:
     out.wait_for(lambda line: "Ctrl-C" in line)
     commands = [line.strip() for line in out.seen if line.strip().startswith("curl ")]
     assert len(commands) >= 3 and all(base in c for c in commands), out.seen
+    assert f"curl -s '{base}/demo/hello?x=1'" in commands  # quoted: zsh would glob an unquoted `?`
+    assert all(c.endswith("'") and f" '{base}/" in c for c in commands), commands
 
     # every printed curl command works, with no credentials in the client
     for command in commands:

@@ -38,11 +38,12 @@ async def test_check_prints_routes_with_secrets_masked(tmp_path) -> None:
         "    auth: {grant: client_credentials, token_url: /o/token/, client_id: my-id,\n"
         "           client_secret: SENTINEL-SECRET}\n",
     )
-    code, out, err = await run_cli("check", "-c", config)
+    code, out, err = await run_cli("check", "-c", config, "--show-config")
     assert code == 0, err
     assert "SENTINEL" not in out + err
     assert "my-id" in out and "https://pay.example/o/token/" in out and "********" in out
-    assert "# OK: 1 route(s): /pay -> https://pay.example/api" in out
+    assert "pay    /pay    https://pay.example/api  client_credentials  ready\n" in out
+    assert f"config {config} is valid; 1 of 1 route(s) ready." in out
 
 
 async def test_invalid_config_exits_2_listing_every_problem(tmp_path) -> None:
@@ -83,7 +84,7 @@ async def test_check_builds_what_run_builds(tmp_path, extra, key) -> None:
 
 async def test_missing_config_file_exits_2(tmp_path) -> None:
     code, _, err = await run_cli("check", "-c", str(tmp_path / "absent.yaml"))
-    assert code == 2 and "cannot read the config file" in err
+    assert code == 2 and f"no config file at {tmp_path / 'absent.yaml'}" in err
 
 
 async def test_presets_lists_all_providers() -> None:
@@ -195,7 +196,9 @@ async def test_token_reports_failures_clearly(tmp_path, token_server) -> None:
     )
     code, out, err = await run_cli("token", "api", "-c", config)
     assert code == 1 and out == ""
-    assert "credential_failed" in err and "invalid_client" in err and "SENTINEL" not in err
+    assert err == (
+        "api: token endpoint answered HTTP 401: invalid_client; check routes.api.auth.client_id and client_secret\n"
+    )
     code, _, err = await run_cli("token", "nope", "-c", config)
     assert code == 1 and "routes: api, open" in err
     code, _, err = await run_cli("token", "open", "-c", config)

@@ -16,10 +16,11 @@ class AuthorizationCodeSource(RefreshTokenSource):
     """Like `refresh_token`, but with nothing stored the only way forward is a login."""
 
     def missing_message(self) -> str:
-        return f"route {self._route!r} is not logged in (no refresh token stored); {login_hint(self._route)}"
+        hint = login_hint(self._route, self._config_path)
+        return f"route {self._route!r} is not logged in (no refresh token stored); {hint}"
 
     def relogin_hint(self) -> str | None:
-        return login_hint(self._route)
+        return login_hint(self._route, self._config_path)
 
 
 async def exchange_code(

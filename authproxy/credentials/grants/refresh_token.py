@@ -10,20 +10,24 @@ from __future__ import annotations
 from authproxy.credentials.endpoint import TokenEndpoint
 from authproxy.credentials.tokens import Token
 from authproxy.errors import LoginRequired
+from authproxy.shell import Invocation
 
 
-def login_hint(route: str) -> str:
-    """The sentence every "log in again" message ends with."""
-    return f"run: authproxy login {route}"
+def login_hint(route: str, config_path: str | None = None) -> str:
+    """The sentence every "log in again" message ends with, with the `-c FILE` the proxy was started with."""
+    return "run: " + Invocation(config=config_path).command("login", route)
 
 
 class RefreshTokenSource:
     persist = True
 
-    def __init__(self, endpoint: TokenEndpoint, route: str, configured: str | None) -> None:
+    def __init__(
+        self, endpoint: TokenEndpoint, route: str, configured: str | None, *, config_path: str | None = None
+    ) -> None:
         self._endpoint = endpoint
         self._route = route
         self._configured = configured
+        self._config_path = Invocation.of_path(config_path)  # repeated in "run: authproxy login -c FILE ROUTE"
 
     def refresh_token_for(self, previous: Token | None) -> str | None:
         if previous is not None and previous.refresh_token:
@@ -41,4 +45,5 @@ class RefreshTokenSource:
 
     def relogin_hint(self) -> str | None:
         """What a human does when the refresh token is dead (a browser login needs an authorize_url here)."""
-        return f"set a new auth.refresh_token and reload, or {login_hint(self._route)} (needs auth.authorize_url)"
+        hint = login_hint(self._route, self._config_path)
+        return f"set a new auth.refresh_token and reload, or {hint} (needs auth.authorize_url)"
