@@ -200,7 +200,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"warning: {key} is empty: route {route.name!r} answers 503 not_configured until it is set",
                 file=sys.stderr,
             )
-    for warning in scope_warnings(config):
+    for warning in [*config.load_warnings, *scope_warnings(config)]:
         print(f"warning: {warning}", file=sys.stderr)
     print(
         f"# OK: {len(config.routes)} route(s): "

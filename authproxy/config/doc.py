@@ -110,6 +110,8 @@ def sections(cls: type = Config, path: str = "") -> list[tuple[type, str]]:
     found = [(cls, path)]
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
         inner = nested(hints[f.name])
         if inner is not None:
             child, keyed = inner
@@ -126,7 +128,7 @@ def section(cls: type, path: str) -> list[str]:
         lines += [intro, ""]
     lines += ["| key | type | default | description |", "|---|---|---|---|"]
     for f in dataclasses.fields(cls):
-        if path.endswith(".<name>") and f.name == "name":
+        if (path.endswith(".<name>") and f.name == "name") or f.metadata.get("internal"):
             continue  # set by the loader from the key it is filed under, not written by users
         key = f"{path}.{f.name}" if path else f.name
         doc = f.metadata.get("doc", "")

@@ -18,11 +18,11 @@ from typing import Any, Literal
 import yaml
 
 from authproxy.config.checks import ConfigChecks, Problems, join, unknown
+from authproxy.config.expand import Expander, unexpanded_warning
 from authproxy.config.presets import load_preset, preset_names
 from authproxy.config.schema import Config, RouteConfig
 from authproxy.errors import ConfigError
 
-_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
 FILE_SUFFIX = "_file"
@@ -60,7 +60,7 @@ def parse_config(
         raise ConfigError([("", "the top level must be a mapping of keys (listen, routes, ...)")], source)
     ctx = _Context(problems, os.environ if env is None else env, base_dir or Path.cwd())
     try:
-        raw = ctx.expand(raw, "")
+        raw = ctx.expander.expand(raw, "")
     except RecursionError:
         raise ConfigError(
             [("", "the document nests too deeply (or an alias refers to itself); simplify it")], source
@@ -68,40 +68,18 @@ def parse_config(
     config = ctx.parse_top(raw)
     if problems.items:
         raise ConfigError(problems.items, source)
-    return config
+    sources = {path: tuple(names) for path, names in ctx.expander.sources.items()}
+    return dataclasses.replace(config, env_sources=sources, load_warnings=tuple(ctx.warnings))
 
 
 class _Context(ConfigChecks):
     def __init__(self, problems: Problems, env: Mapping[str, str], base_dir: Path) -> None:
         self.problems = problems
-        self.env = env
         self.base_dir = base_dir
+        self.warnings: list[str] = []
+        self.expander = Expander(env, problems, self.warnings)
 
-    # -- ${VAR} expansion and _file indirection ------------------------------------------------
-    def expand(self, value: Any, path: str) -> Any:
-        if isinstance(value, dict):
-            return {k: self.expand(v, join(path, str(k))) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.expand(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        if isinstance(value, str) and "$" in value:
-            return _ENV.sub(lambda m: self._substitute(m, path), value)
-        return value
-
-    def _substitute(self, match: re.Match[str], path: str) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        value = self.env.get(name)
-        if value is None or (value == "" and default is not None):
-            if default is not None:
-                return default
-            self.problems.add(
-                path,
-                f"environment variable {name} is not set; export it, or write ${{{name}:-default}} to give a default",
-            )
-            return ""
-        return value
-
+    # -- _file indirection (${VAR} expansion: config.expand) ------------------------------------
     def read_secret_file(self, path: str, filename: Any) -> str | None:
         if not isinstance(filename, str) or not filename:
             self.problems.add(path, "expected the path of a file holding the value")
@@ -110,13 +88,17 @@ class _Context(ConfigChecks):
             file = Path(filename).expanduser()
             if not file.is_absolute():
                 file = self.base_dir / file
-            return file.read_text(encoding="utf-8").rstrip("\r\n")
+            text = file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             self.problems.add(path, f"cannot read {filename}: {exc.strerror or exc}; check the path and permissions")
         except UnicodeDecodeError:
             self.problems.add(path, f"{filename} is not UTF-8 text; a secret file holds the value as text")
         except (ValueError, RuntimeError) as exc:  # NUL in the name, ~unknown-user
             self.problems.add(path, f"cannot use {filename!r} as a file name ({exc})")
+        else:
+            if (warning := unexpanded_warning(path, text, f"the content of {filename}")) is not None:
+                self.warnings.append(warning)
+            return text
         return None
 
     # -- structure -----------------------------------------------------------------------------

@@ -234,6 +234,11 @@ class Config:
     store: StoreConfig = opt(doc="Token store.", factory=StoreConfig)
     shutdown_timeout: float = opt(30.0, "Seconds in-flight requests may finish after SIGTERM.")
     routes: dict[str, RouteConfig] = opt(doc="Routes by name.", factory=dict)
+    # Filled by the loader, not keys of the file (`internal`: the loader, docs and masked() skip them).
+    env_sources: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False, metadata={"internal": True, "doc": ""}
+    )  # key path -> the variables its value was expanded from, for hints ("set STOCKX_CLIENT_ID")
+    load_warnings: tuple[str, ...] = field(default=(), compare=False, repr=False, metadata={"internal": True})
 
     @property
     def host(self) -> str:
@@ -265,6 +270,8 @@ def masked(obj: Any) -> Any:
         return obj
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
+        if f.metadata.get("internal"):
+            continue
         value = getattr(obj, f.name)
         if isinstance(value, dict):
             value = {k: masked(v) for k, v in value.items()}
