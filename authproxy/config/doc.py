@@ -25,15 +25,18 @@ authproxy reads one YAML file (`authproxy run -c config.yaml`; `authproxy check 
 validates it and prints the resolved routes with every secret masked). An annotated example with
 all five providers is [`config.example.yaml`](../config.example.yaml).
 
-- `${VAR}` and `${VAR:-default}` are expanded in every value (`$$` is a literal `$`); a variable
-  that is not set and has no default is an error naming it and the key.
+- Environment variables are expanded in every value as Docker Compose does: `${VAR}`, `$VAR`,
+  `${VAR:-default}`, `${VAR-default}`, `${VAR:?message}`, `${VAR:+other}`; a literal `$` is written
+  `$$`. A variable that is not set and has no default, an unterminated `${` and a stray `$` are
+  errors naming the key.
 - A key marked **secret** may instead be given as `<key>_file: /path` to read the value from a file
   (Docker and Kubernetes secrets); for mappings marked secret (`headers`, `extra_params`, ...) each
   entry may be `<name>_file`. Relative paths are relative to the config file.
 - A credential setting that is present but empty (typically `${VAR:-}` with `VAR` unset) does not
   stop authproxy: the route starts, answers 503 `not_configured` naming the keys, and is listed by
   `/-/ready` until it is set. A missing required key is an error.
-- Unknown keys are errors with a "did you mean"; every error names its key path, and all of them
+- Unknown keys are errors with a "did you mean", or where the key belongs when it is a key of
+  another section (`routes.NAME.auth.client_id`); every error names its key path, and all of them
   are reported at once (exit code 2).
 - Durations and timeouts are seconds; sizes are bytes or strings such as `1MiB`.
 """

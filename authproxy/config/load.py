@@ -19,6 +19,7 @@ import yaml
 
 from authproxy.config.checks import ConfigChecks, Problems, join, unknown
 from authproxy.config.expand import Expander, unexpanded_warning
+from authproxy.config.hints import braces_hint, unknown_key, yaml_hint
 from authproxy.config.presets import load_preset, preset_names
 from authproxy.config.schema import Config, RouteConfig
 from authproxy.errors import ConfigError
@@ -51,7 +52,10 @@ def parse_config(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError([("", f"invalid YAML: {where}{getattr(exc, 'problem', None) or exc}")], source) from None
+        hint = yaml_hint(text, mark.line) if mark else ""
+        raise ConfigError(
+            [("", f"invalid YAML: {where}{getattr(exc, 'problem', None) or exc}{hint}")], source
+        ) from None
     except RecursionError:
         raise ConfigError([("", "the document nests too deeply; simplify it")], source) from None
     if raw is None:
@@ -165,7 +169,7 @@ class _Context(ConfigChecks):
             self.problems.add(path, f"expected a mapping, got {_kind(raw)}")
             return cls()
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
         values: dict[str, Any] = {}
         for key, value in raw.items():
             key = str(key)
@@ -183,7 +187,7 @@ class _Context(ConfigChecks):
                     continue
                 key, kpath = base, join(path, base)
             if key not in fields:
-                self.problems.add(kpath, unknown(key, list(fields), "key"))
+                self.problems.add(kpath, unknown_key(key, path, value, list(fields)))
                 continue
             values[key] = self.coerce(hints[key], value, kpath, secret=fields[key].metadata.get("secret", False))
         for name, f in fields.items():
@@ -234,7 +238,7 @@ class _Context(ConfigChecks):
         elif tp is str:
             if isinstance(value, str | int | float) and not isinstance(value, bool):
                 return str(value)
-            self.problems.add(path, f"expected a string, got {_kind(value)}")
+            self.problems.add(path, f"expected a string, got {_kind(value)}{braces_hint(value)}")
         else:  # pragma: no cover - a schema type this loader does not know
             raise TypeError(f"unsupported schema type {tp!r} at {path}")
         return _INVALID
@@ -263,7 +267,7 @@ class _Context(ConfigChecks):
                     out[key[: -len(FILE_SUFFIX)]] = text
                 continue
             if isinstance(item, dict | list) or item is None:
-                self.problems.add(kpath, f"expected a string value, got {_kind(item)}")
+                self.problems.add(kpath, f"expected a string value, got {_kind(item)}{braces_hint(item)}")
                 continue
             out[key] = str(item).lower() if isinstance(item, bool) else str(item)
             if any(c in out[key] for c in "\r\n\0"):
