@@ -220,6 +220,8 @@ def cmd_token(args: argparse.Namespace) -> int:
         token = asyncio.run(_fetch_token(route, config))
     except AuthProxyError as err:
         print(f"{args.route}: {err.code}: {err.message}", file=sys.stderr)
+        if err.detail:  # the provider's error_description, redacted: often the only clue (invalid_scope)
+            print(f"  the provider said: {err.detail}", file=sys.stderr)
         return 1
     if token is None:
         print(f"route {args.route!r} has no token (auth.grant is none)", file=sys.stderr)
