@@ -39,7 +39,9 @@ VOLUME ["/var/lib/authproxy"]
 USER 10001:10001
 WORKDIR /var/lib/authproxy
 EXPOSE 8080
+# The probe reads the config `run` reads: its port, `tls:` (https) and `admin.listen` (where /-/health is).
+# docker-compose.yml runs the same command; mount your config elsewhere? Pass its path to both.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('AUTHPROXY_LISTEN', ':8080').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/-/health', timeout=2)"]
+    CMD ["python", "-m", "authproxy.server.healthcheck", "-c", "/etc/authproxy/config.yaml"]
 ENTRYPOINT ["authproxy"]
 CMD ["run", "-c", "/etc/authproxy/config.yaml"]

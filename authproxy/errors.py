@@ -13,11 +13,15 @@ class AuthProxyError(Exception):
     code = "internal_error"
     status = 500
 
-    def __init__(self, message: str, *, route: str | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, route: str | None = None, retry_after: float | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.route = route
         self.retry_after = retry_after
+        # Operators only (the CLI, the log): e.g. the provider's error_description. Never in body().
+        self.detail = detail
 
     def body(self, request_id: str | None) -> dict[str, object]:
         return {"error": {"code": self.code, "message": self.message, "route": self.route, "request_id": request_id}}

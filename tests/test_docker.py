@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from authproxy.config.schema import Config
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -147,7 +149,7 @@ def test_dockerfile_shape(stages: list[Stage]) -> None:
     user = final.one("USER").args.split(":")[0]
     assert user not in ("root", "0"), "runs as a non-root user"
     assert final.steps.index(final.one("USER")) > max(final.steps.index(s) for s in final.all("RUN"))
-    assert "/-/health" in final.one("HEALTHCHECK").args
+    assert "authproxy.server.healthcheck" in final.one("HEALTHCHECK").args  # probes /-/health, as the config says
     assert json.loads(final.one("VOLUME").args) == ["/var/lib/authproxy"]
     assert final.one("EXPOSE").args == "8080"
     assert env_of(final)["AUTHPROXY_LISTEN"] == "0.0.0.0:8080"
@@ -244,7 +246,8 @@ def test_install_steps_and_entrypoint_in_a_fresh_venv(stages: list[Stage], tmp_p
             urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5)
         assert err.value.code == 503
         healthcheck = final.one("HEALTHCHECK").args.split("CMD", 1)[1].strip()
-        subprocess.run(json.loads(healthcheck), env=env, check=True, timeout=10, cwd=state)
+        probe_command = [root.map(a) for a in json.loads(healthcheck)]
+        subprocess.run(probe_command, env=env, check=True, timeout=10, cwd=state)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err_text = proc.communicate(timeout=30)
@@ -259,15 +262,85 @@ def test_compose_sidecar_wiring() -> None:
     services = compose["services"]
     for name, service in services.items():
         for volume in service.get("volumes", []):
-            source = volume.split(":", 1)[0]
-            if source.startswith("."):
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":", 1)[0]
+            if source.startswith(".") and source != "./config.yaml":  # the user's copy of the example
                 assert (ROOT / source).exists(), f"{name}: {source}"
     proxy, app = services["authproxy"], services["app"]
     assert proxy["build"] == "." and "ports" not in proxy and proxy["read_only"] is True
     assert app["depends_on"]["authproxy"]["condition"] == "service_healthy"
-    assert "/-/health" in " ".join(proxy["healthcheck"]["test"])
+    assert "authproxy.server.healthcheck" in " ".join(proxy["healthcheck"]["test"])
     assert app["environment"]["AUTHPROXY_URL"] == "http://authproxy:8080"
     env_file = proxy["env_file"][0]["path"]
     assert (ROOT / f"{env_file}.example").exists()
     assert Path(env_file).name in (ROOT / "deploy" / ".gitignore").read_text(), "never committed"
     assert services["redis"]["profiles"] == ["redis"]
+
+
+def compose_healthcheck() -> list[str]:
+    test = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["authproxy"]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    return test[1:]
+
+
+def test_compose_mounts_the_users_config_drains_and_probes_as_the_image_does(stages: list[Stage]) -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    proxy = yaml.safe_load(text)["services"]["authproxy"]
+    (config_mount,) = [v for v in proxy["volumes"] if isinstance(v, dict)]
+    assert config_mount == {
+        "type": "bind",
+        "source": "./config.yaml",
+        "target": "/etc/authproxy/config.yaml",
+        "read_only": True,
+        "bind": {"create_host_path": False},  # a missing ./config.yaml is an error, not an empty directory
+    }
+    assert "cp config.example.yaml config.yaml" in text
+    readme = (ROOT / "README.md").read_text().split("### Docker Compose sidecar", 1)[1].split("\n## ", 1)[0]
+    assert readme.index("cp config.example.yaml config.yaml") < readme.index("docker compose up")
+    grace = proxy["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) > Config().shutdown_timeout + 5
+    example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    assert float(grace[:-1]) > float(example.get("shutdown_timeout", Config().shutdown_timeout))
+    image_probe = json.loads(stages[-1].one("HEALTHCHECK").args.split("CMD", 1)[1])
+    assert compose_healthcheck() == image_probe
+    assert "required:" in text and "Compose 2.24 or later" in text and "Compose 2.24 or later" in readme
+
+
+@pytest.mark.parametrize("where", ["plain", "tls", "admin-listener"])
+def test_the_healthcheck_finds_the_port_tls_and_admin_listener(tmp_path: Path, where: str) -> None:
+    """The compose/image probe against a real `authproxy run`, then with nothing listening."""
+    from tests.fakes.certs import ScratchCA
+
+    port, admin_port = free_port(), free_port()
+    text = f"listen: 127.0.0.1:{port}\nroutes:\n  api:\n    upstream: https://api.example.com\n"
+    if where == "tls":
+        issued = ScratchCA(tmp_path).issue("proxy")
+        text += f"tls: {{cert_file: {issued.cert}, key_file: {issued.key}}}\n"
+    if where == "admin-listener":
+        text += f"admin: {{listen: '127.0.0.1:{admin_port}'}}\n"
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    probe = [sys.executable if a == "python" else a for a in compose_healthcheck()]
+    probe = [str(config) if a == "/etc/authproxy/config.yaml" else a for a in probe]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHPROXY")}
+    command = [sys.executable, "-m", "authproxy", "run", "-c", str(config), "--log-format", "json"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if '"listening"' in line:
+                break
+        else:
+            pytest.fail("the proxy exited before listening")
+        done = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert (done.returncode, done.stderr) == (0, "")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        watchdog.cancel()
+    done = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    scheme = "https" if where == "tls" else "http"
+    shown = admin_port if where == "admin-listener" else port
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"unhealthy: {scheme}://127.0.0.1:{shown}/-/health: "), done.stderr

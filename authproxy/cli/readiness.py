@@ -120,6 +120,9 @@ def failure_text(route: RouteConfig, credential: Credential, err: AuthProxyError
     status = credential.status()
     text = re.sub(r"; retrying in \d+s$", "", str(status.get("last_error_detail") or err.message))
     text = text.replace(f"authproxy login {route.name}", invocation.command("login", route.name))
+    detail = getattr(err, "detail", None)  # the provider's error_description, redacted: often the only clue
+    if detail and detail not in text:
+        text += f"; the provider said: {detail}"
     if "answered HTTP 404" in text:
         text += f"; check routes.{route.name}.auth.token_url ({route.auth.token_url})"
     elif "answered HTTP 401" in text or "invalid_client" in text:

@@ -26,15 +26,18 @@ validates it and shows whether each route can work; `--show-config` prints the r
 every secret masked). An annotated example with
 all five providers is [`config.example.yaml`](../config.example.yaml).
 
-- `${VAR}` and `${VAR:-default}` are expanded in every value (`$$` is a literal `$`); a variable
-  that is not set and has no default is an error naming it and the key.
+- Environment variables are expanded in every value as Docker Compose does: `${VAR}`, `$VAR`,
+  `${VAR:-default}`, `${VAR-default}`, `${VAR:?message}`, `${VAR:+other}`; a literal `$` is written
+  `$$`. A variable that is not set and has no default, an unterminated `${` and a stray `$` are
+  errors naming the key.
 - A key marked **secret** may instead be given as `<key>_file: /path` to read the value from a file
   (Docker and Kubernetes secrets); for mappings marked secret (`headers`, `extra_params`, ...) each
   entry may be `<name>_file`. Relative paths are relative to the config file.
 - A credential setting that is present but empty (typically `${VAR:-}` with `VAR` unset) does not
   stop authproxy: the route starts, answers 503 `not_configured` naming the keys, and is listed by
   `/-/ready` until it is set. A missing required key is an error.
-- Unknown keys are errors with a "did you mean"; every error names its key path, and all of them
+- Unknown keys are errors with a "did you mean", or where the key belongs when it is a key of
+  another section (`routes.NAME.auth.client_id`); every error names its key path, and all of them
   are reported at once (exit code 2).
 - Durations and timeouts are seconds; sizes are bytes or strings such as `1MiB`.
 """
@@ -111,6 +114,8 @@ def sections(cls: type = Config, path: str = "") -> list[tuple[type, str]]:
     found = [(cls, path)]
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
         inner = nested(hints[f.name])
         if inner is not None:
             child, keyed = inner
@@ -127,7 +132,7 @@ def section(cls: type, path: str) -> list[str]:
         lines += [intro, ""]
     lines += ["| key | type | default | description |", "|---|---|---|---|"]
     for f in dataclasses.fields(cls):
-        if path.endswith(".<name>") and f.name == "name":
+        if (path.endswith(".<name>") and f.name == "name") or f.metadata.get("internal"):
             continue  # set by the loader from the key it is filed under, not written by users
         key = f"{path}.{f.name}" if path else f.name
         doc = f.metadata.get("doc", "")

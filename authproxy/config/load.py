@@ -18,11 +18,12 @@ from typing import Any, Literal
 import yaml
 
 from authproxy.config.checks import ConfigChecks, Problems, join, unknown
+from authproxy.config.expand import Expander, unexpanded_warning
+from authproxy.config.hints import braces_hint, unknown_key, yaml_hint
 from authproxy.config.presets import load_preset, preset_names
 from authproxy.config.schema import Config, RouteConfig
 from authproxy.errors import ConfigError
 
-_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
 FILE_SUFFIX = "_file"
@@ -61,7 +62,10 @@ def parse_config(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError([("", f"invalid YAML: {where}{getattr(exc, 'problem', None) or exc}")], source) from None
+        hint = yaml_hint(text, mark.line) if mark else ""
+        raise ConfigError(
+            [("", f"invalid YAML: {where}{getattr(exc, 'problem', None) or exc}{hint}")], source
+        ) from None
     except RecursionError:
         raise ConfigError([("", "the document nests too deeply; simplify it")], source) from None
     if raw is None:
@@ -70,7 +74,7 @@ def parse_config(
         raise ConfigError([("", "the top level must be a mapping of keys (listen, routes, ...)")], source)
     ctx = _Context(problems, os.environ if env is None else env, base_dir or Path.cwd())
     try:
-        raw = ctx.expand(raw, "")
+        raw = ctx.expander.expand(raw, "")
     except RecursionError:
         raise ConfigError(
             [("", "the document nests too deeply (or an alias refers to itself); simplify it")], source
@@ -78,42 +82,18 @@ def parse_config(
     config = ctx.parse_top(raw)
     if problems.items:
         raise ConfigError(problems.items, source)
-    return config
+    sources = {path: tuple(names) for path, names in ctx.expander.sources.items()}
+    return dataclasses.replace(config, env_sources=sources, load_warnings=tuple(ctx.warnings))
 
 
 class _Context(ConfigChecks):
     def __init__(self, problems: Problems, env: Mapping[str, str], base_dir: Path) -> None:
         self.problems = problems
-        self.env = env
         self.base_dir = base_dir
-        self.env_sources: dict[str, list[str]] = {}  # key path -> the ${VAR}s its value came from
+        self.warnings: list[str] = []
+        self.expander = Expander(env, problems, self.warnings)
 
-    # -- ${VAR} expansion and _file indirection ------------------------------------------------
-    def expand(self, value: Any, path: str) -> Any:
-        if isinstance(value, dict):
-            return {k: self.expand(v, join(path, str(k))) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.expand(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        if isinstance(value, str) and "$" in value:
-            return _ENV.sub(lambda m: self._substitute(m, path), value)
-        return value
-
-    def _substitute(self, match: re.Match[str], path: str) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        self.env_sources.setdefault(path, []).append(name)
-        value = self.env.get(name)
-        if value is None or (value == "" and default is not None):
-            if default is not None:
-                return default
-            self.problems.add(
-                path,
-                f"environment variable {name} is not set; export it, or write ${{{name}:-default}} to give a default",
-            )
-            return ""
-        return value
-
+    # -- _file indirection (${VAR} expansion: config.expand) ------------------------------------
     def read_secret_file(self, path: str, filename: Any) -> str | None:
         if not isinstance(filename, str) or not filename:
             self.problems.add(path, "expected the path of a file holding the value")
@@ -122,13 +102,17 @@ class _Context(ConfigChecks):
             file = Path(filename).expanduser()
             if not file.is_absolute():
                 file = self.base_dir / file
-            return file.read_text(encoding="utf-8").rstrip("\r\n")
+            text = file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             self.problems.add(path, f"cannot read {filename}: {exc.strerror or exc}; check the path and permissions")
         except UnicodeDecodeError:
             self.problems.add(path, f"{filename} is not UTF-8 text; a secret file holds the value as text")
         except (ValueError, RuntimeError) as exc:  # NUL in the name, ~unknown-user
             self.problems.add(path, f"cannot use {filename!r} as a file name ({exc})")
+        else:
+            if (warning := unexpanded_warning(path, text, f"the content of {filename}")) is not None:
+                self.warnings.append(warning)
+            return text
         return None
 
     # -- structure -----------------------------------------------------------------------------
@@ -182,7 +166,7 @@ class _Context(ConfigChecks):
             self.problems.add(f"{path}.env_vars", "set by the loader from the ${VAR}s in the route; remove it")
         body["env_vars"] = {
             key.removeprefix(f"{path}."): " ".join(dict.fromkeys(names))
-            for key, names in self.env_sources.items()
+            for key, names in self.expander.sources.items()
             if key.startswith(f"{path}.")
         }
         route = self.parse_dataclass(RouteConfig, body, path)
@@ -202,7 +186,7 @@ class _Context(ConfigChecks):
             self.problems.add(path, f"expected a mapping, got {_kind(raw)}")
             return cls()
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
         values: dict[str, Any] = {}
         for key, value in raw.items():
             key = str(key)
@@ -220,7 +204,7 @@ class _Context(ConfigChecks):
                     continue
                 key, kpath = base, join(path, base)
             if key not in fields:
-                self.problems.add(kpath, unknown(key, list(fields), "key"))
+                self.problems.add(kpath, unknown_key(key, path, value, list(fields)))
                 continue
             values[key] = self.coerce(hints[key], value, kpath, secret=fields[key].metadata.get("secret", False))
         for name, f in fields.items():
@@ -271,7 +255,7 @@ class _Context(ConfigChecks):
         elif tp is str:
             if isinstance(value, str | int | float) and not isinstance(value, bool):
                 return str(value)
-            self.problems.add(path, f"expected a string, got {_kind(value)}")
+            self.problems.add(path, f"expected a string, got {_kind(value)}{braces_hint(value)}")
         else:  # pragma: no cover - a schema type this loader does not know
             raise TypeError(f"unsupported schema type {tp!r} at {path}")
         return _INVALID
@@ -300,7 +284,7 @@ class _Context(ConfigChecks):
                     out[key[: -len(FILE_SUFFIX)]] = text
                 continue
             if isinstance(item, dict | list) or item is None:
-                self.problems.add(kpath, f"expected a string value, got {_kind(item)}")
+                self.problems.add(kpath, f"expected a string value, got {_kind(item)}{braces_hint(item)}")
                 continue
             out[key] = str(item).lower() if isinstance(item, bool) else str(item)
             if any(c in out[key] for c in "\r\n\0"):

@@ -257,6 +257,11 @@ class Config:
         "Routes whose requests are logged in full, one `trace` line each (upstream URL, heads with secrets "
         "redacted, timings, retry); `[all]` for every route. Also `authproxy run --trace ROUTE`.",
     )
+    # Filled by the loader, not keys of the file (`internal`: the loader, docs and masked() skip them).
+    env_sources: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False, metadata={"internal": True, "doc": ""}
+    )  # key path -> the variables its value was expanded from, for hints ("set STOCKX_CLIENT_ID")
+    load_warnings: tuple[str, ...] = field(default=(), compare=False, repr=False, metadata={"internal": True})
 
     @property
     def host(self) -> str:
@@ -288,6 +293,8 @@ def masked(obj: Any) -> Any:
         return obj
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
+        if f.metadata.get("internal"):
+            continue
         value = getattr(obj, f.name)
         if isinstance(value, dict):
             value = {k: masked(v) for k, v in value.items()}

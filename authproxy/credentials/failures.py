@@ -46,9 +46,11 @@ def permanent_error(route: str, exc: TokenEndpointError, *, relogin_hint: str | 
         return None
     if exc.oauth_error == "invalid_grant" and relogin_hint is not None:
         message = f"the refresh token for route {route!r} was rejected (invalid_grant); {relogin_hint}"
-        return LoginRequired(message, route=route)
+        return LoginRequired(message, route=route, detail=exc.description)
     advice = ADVICE.get(exc.oauth_error or "", "check the route's auth settings")
-    return CredentialFailed(f"the token endpoint refused route {route!r} ({exc.oauth_error}): {advice}", route=route)
+    return CredentialFailed(
+        f"the token endpoint refused route {route!r} ({exc.oauth_error}): {advice}", route=route, detail=exc.description
+    )
 
 
 def unavailable(route: str, reason: str, retry_after: float = 1.0) -> TokenUnavailable:
@@ -89,6 +91,7 @@ class FailurePolicy:
             f"cannot get a token for route {self._route!r}: {exc.message}; retrying in {delay:.0f}s",
             route=self._route,
             retry_after=delay,
+            detail=exc.description,
         )
 
     def park(
@@ -131,7 +134,7 @@ class FailurePolicy:
     def fresh(self, error: AuthProxyError) -> AuthProxyError:
         """A new exception per caller (one shared instance would share its traceback)."""
         retry_after = self.retry_in() if isinstance(error, TokenUnavailable) else error.retry_after
-        return type(error)(error.message, route=self._route, retry_after=retry_after)
+        return type(error)(error.message, route=self._route, retry_after=retry_after, detail=error.detail)
 
 
 REJECTED_HOLD = 30.0  # seconds before a token refused right after a renewal may be renewed on a 401 again

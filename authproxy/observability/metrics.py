@@ -97,7 +97,10 @@ class Collector:
             labels=["route", "method", "status_class"],
         )
         errors = CounterMetricFamily(
-            "authproxy_errors", "Requests that ended in a 5xx or a broken response.", labels=["route"]
+            "authproxy_errors",
+            "Requests answered with a 5xx (by the proxy or the upstream) or cut off mid-response; "
+            "4xx refusals are not errors here (see authproxy_requests_total).",
+            labels=["route"],
         )
         retries = CounterMetricFamily(
             "authproxy_401_retries", "Requests resent once after an upstream 401.", labels=["route"]

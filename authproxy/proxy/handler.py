@@ -27,7 +27,7 @@ from authproxy.proxy.exchange import Exchange
 from authproxy.proxy.flow import may_resend, send_with_credential, upstream_headers
 from authproxy.proxy.headers import request_id_from
 from authproxy.proxy.recorder import RequestLog
-from authproxy.proxy.responses import error_response, hang_up_after, stream_back
+from authproxy.proxy.responses import CUT_OFF, error_response, hang_up_after, stream_back
 from authproxy.proxy.routing import Route, Router
 from authproxy.proxy.websocket import is_websocket_upgrade, proxy_websocket
 from authproxy.upstream.transport import Body
@@ -147,9 +147,12 @@ class ProxyHandler:
             err.route = exchange.route
         exchange.status = err.status
         exchange.error = err.code
+        response = error_response(err, exchange.request_id)
+        body = response.body
+        exchange.bytes = len(body) if isinstance(body, bytes) and request.method != "HEAD" else 0  # what is sent
         if isinstance(err, ClientTooSlow):
-            return await hang_up_after(request, error_response(err, exchange.request_id))
-        return error_response(err, exchange.request_id)
+            return await hang_up_after(request, response)
+        return response
 
     def _record(self, request: web.Request, exchange: Exchange, stats: RouteStats | None, started: float) -> None:
         """The metrics and the access line of one request."""
@@ -164,7 +167,7 @@ class ProxyHandler:
             upstream_s=upstream_s,
             overhead_s=overhead_s if overhead_s is not None else ended - started,
             retried=exchange.retried,
-            failed=exchange.error is not None,
+            failed=exchange.error in CUT_OFF,  # with every 5xx; a 4xx refusal is the client's error, not ours
         )
         if self.recorder is not None:
             self.recorder.record(

@@ -103,6 +103,10 @@ async def stream_back(
     return response
 
 
+# Exchange.error values of a response cut off after its head: errors in the metrics whatever the status.
+CUT_OFF = frozenset(("client_not_reading", "upstream_broken_body"))
+
+
 def error_response(err: AuthProxyError, request_id: str) -> web.Response:
     """The JSON error body every client-facing failure uses."""
     headers = {REQUEST_ID: request_id}

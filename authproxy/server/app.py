@@ -58,6 +58,8 @@ def build_app(
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
+    for warning in runtime.config.load_warnings:
+        log.warning("config_warning", detail=warning)
     for warning in scope_warnings(runtime.config):
         log.warning("sensitive_scope_shared", detail=warning)
     for route in runtime.router.routes:

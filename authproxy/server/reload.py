@@ -66,6 +66,8 @@ async def reload_config(app: web.Application) -> ReloadResult:
         return ReloadResult(409, message="this proxy was not started from a config file; nothing to reload")
     try:
         config = load_config(runtime.config_path)
+        for warning in config.load_warnings:  # e.g. a variable whose value still looks like ${OTHER}
+            log.warning("config_warning", detail=warning)
         old = runtime.router.by_name
         routes, built, stale_keys = [], [], []
         try:

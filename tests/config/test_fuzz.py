@@ -59,6 +59,8 @@ def leaves(cls: type, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...],
     out: list[tuple[tuple[str, ...], Any]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue  # filled by the loader (env_sources, load_warnings), not a key of the file
         tp, here = _unwrap(hints[f.name]), (*path, f.name)
         if here in LOADER_SET:
             continue
@@ -299,7 +301,7 @@ def section(cls: type, depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
     optional = {
         f.name: (valid_ish(hints[f.name], depth) | anything) if depth < 4 else anything
         for f in dataclasses.fields(cls)
-        if f.name != "name" or cls is not RouteConfig
+        if (f.name != "name" or cls is not RouteConfig) and not f.metadata.get("internal")
     }
     optional["unknown_key"] = anything
     return st.fixed_dictionaries({}, optional=optional)

@@ -49,7 +49,8 @@ def test_missing_env_variable_names_it_and_its_path() -> None:
     assert found == [
         (
             "routes.api.auth.token",
-            "environment variable API_TOKEN is not set; export it, or write ${API_TOKEN:-default} to give a default",
+            "environment variable API_TOKEN is not set; export it, or write ${API_TOKEN:-default} to give a default"
+            " (a literal $ is written $$)",
         )
     ]
 
