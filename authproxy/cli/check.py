@@ -40,7 +40,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     reports = asyncio.run(_assess(runtime, invocation, online=args.online))
     if args.show_config:
         print(yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False), end="")
-    for warning in scope_warnings(config):
+    for warning in [*config.load_warnings, *scope_warnings(config)]:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({"config": args.config, "routes": [r.as_json() for r in reports]}, indent=2))

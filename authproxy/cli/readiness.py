@@ -118,11 +118,12 @@ async def probe_token(route: RouteConfig, credential: Credential | None, invocat
 def failure_text(route: RouteConfig, credential: Credential, err: AuthProxyError, invocation: Invocation) -> str:
     """One sentence for a failed token request: the provider's words, no retry talk, what to check."""
     status = credential.status()
-    text = re.sub(r"; retrying in \d+s$", "", str(status.get("last_error_detail") or err.message))
+    detail = getattr(err, "detail", None)  # a permanent refusal: its advice, then the provider's own words
+    if detail:
+        text = f"{err.message}; the provider said: {detail}"
+    else:
+        text = re.sub(r"; retrying in \d+s$", "", str(status.get("last_error_detail") or err.message))
     text = text.replace(f"authproxy login {route.name}", invocation.command("login", route.name))
-    detail = getattr(err, "detail", None)  # the provider's error_description, redacted: often the only clue
-    if detail and detail not in text:
-        text += f"; the provider said: {detail}"
     if "answered HTTP 404" in text:
         text += f"; check routes.{route.name}.auth.token_url ({route.auth.token_url})"
     elif "answered HTTP 401" in text or "invalid_client" in text:

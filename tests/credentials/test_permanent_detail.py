@@ -71,7 +71,6 @@ async def test_the_token_command_prints_it(tmp_path: Path, token_server) -> None
     code, out, err = await run_cli("token", "api", "-c", path)
     assert (code, out) == (1, "")
     assert err.startswith(
-        "api: credential_failed: the token endpoint refused route 'api' (invalid_scope): check auth.scope against "
-        "the scopes this client may request\n"
-        f"  the provider said: {description} (you sent ***)\n"
+        "api: the token endpoint refused route 'api' (invalid_scope): check auth.scope against "
+        f"the scopes this client may request; the provider said: {description} (you sent ***)\n"
     )
