@@ -183,6 +183,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from authproxy.cli.egress import egress_lines
     from authproxy.clock import SystemClock
     from authproxy.credentials.build import not_configured
     from authproxy.server.runtime import build_runtime
@@ -193,6 +194,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     # What `run` builds (routes, credentials, client auth, TLS files, the store), not started: nothing connects.
     runtime = build_runtime(config, clock=SystemClock(), store=build_store(config, serving=True))
     asyncio.run(runtime.close())
+    egress = egress_lines(runtime.router.routes)
     print(yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False), end="")
     for route in config.routes.values():
         for key in not_configured(route):
@@ -202,6 +204,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             )
     for warning in scope_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
+    print("\n".join(egress))
     print(
         f"# OK: {len(config.routes)} route(s): "
         + ", ".join(f"{r.prefix} -> {r.upstream}" for r in config.routes.values())

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from authproxy import __version__
 from authproxy.observability.metrics import Collector, exposition
+from authproxy.proxy.routing import Route
 from authproxy.server.reload import reload_config
 from authproxy.server.runtime import RUNTIME, STATS
 
@@ -69,6 +70,7 @@ def status_document(app: web.Application) -> dict[str, Any]:
                 "errors": counts.errors,
                 "retries_401": counts.retries_401,
                 "in_flight": counts.in_flight,
+                **egress_status(route),
             }
         )
     return {
@@ -78,6 +80,17 @@ def status_document(app: web.Application) -> dict[str, Any]:
         "store": app[RUNTIME].store.status(),
         "routes": routes,
     }
+
+
+def egress_status(route: Route) -> dict[str, Any]:
+    """How the route reaches its upstream (and its token endpoint): an egress proxy (password masked) or direct,
+    and which key or environment variable decided it."""
+    found: dict[str, Any] = {}
+    if route.egress is not None:
+        found["egress"] = route.egress.status()
+    if route.token_egress is not None:
+        found["token_egress"] = route.token_egress.status()
+    return found
 
 
 async def status(request: web.Request) -> web.Response:
