@@ -208,6 +208,8 @@ class AiohttpTransport:
         )
         egress = endpoint.egress  # aiohttp's own proxy support: absolute form for http, CONNECT for https
         via = {"proxy": egress.url, "proxy_headers": proxy_headers(egress)} if egress is not None else {}
+        if egress is not None and egress.authorization is not None and endpoint.tls is None:
+            sent["Proxy-Authorization"] = egress.authorization  # absolute form: aiohttp would add only proxy_auth
         connector = session.connector
         if isinstance(connector, RestingConnector):
             connector.make_room()

@@ -52,7 +52,7 @@ class Egress:
 
     def refused(self, status: int, target: str) -> str:
         """The message for a refusal (`status` to CONNECT, or a 407 to a plain request) of `target` (host:port)."""
-        if status == 407:
+        if status in (401, 407):  # to CONNECT, a 401 is the proxy's too (tinyproxy answers wrong credentials so)
             if self.credentials_from is None:
                 fix = (
                     f"it wants credentials and none are set: add egress_proxy.username and egress_proxy.password "
@@ -60,7 +60,7 @@ class Egress:
                 )
             else:
                 fix = f"the credentials set by {self.credentials_from} were refused; check them"
-            return f"the egress proxy {self.shown} (set by {self.source}) answered 407 for {target}: {fix}"
+            return f"the egress proxy {self.shown} (set by {self.source}) answered {status} for {target}: {fix}"
         return (
             f"the egress proxy {self.shown} (set by {self.source}) refused to tunnel to {target} (HTTP {status}); "
             f"check that it allows CONNECT to port {target.rpartition(':')[2]} and this host (its ACL, e.g. "
