@@ -239,15 +239,19 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 async def _fetch_token(route: RouteConfig, config: Config) -> Token | None:
+    import os
+
     from authproxy.clock import SystemClock
     from authproxy.credentials.build import build_credential
     from authproxy.stores.build import build_store
+    from authproxy.upstream.egress import EgressPolicy
     from authproxy.upstream.pool import NativeTransport
 
     transport = NativeTransport(limit=4)
     store = build_store(config)
     try:
-        credential = build_credential(route, transport=transport, store=store, clock=SystemClock())
+        egress = EgressPolicy(config, route, os.environ)
+        credential = build_credential(route, transport=transport, store=store, clock=SystemClock(), egress=egress)
         if credential is None:
             return None
         try:

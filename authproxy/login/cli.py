@@ -40,6 +40,7 @@ from authproxy.login.flow import (
 from authproxy.observability.logging import Redactor, configure_logging
 from authproxy.stores.base import TokenStore
 from authproxy.stores.build import build_store
+from authproxy.upstream.egress import EgressPolicy
 from authproxy.upstream.pool import NativeTransport
 from authproxy.upstream.transport import Transport
 
@@ -76,6 +77,7 @@ def cmd_login(args: argparse.Namespace) -> int:
             open_browser=None if args.no_browser else open_system_browser,
             read_line=stdin_reader() if args.no_browser else None,
             proxy_listen=config.listen,
+            egress=EgressPolicy(config, route, os.environ),
         )
     )
 
@@ -86,7 +88,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
     route = _route(config, args.route)
     if route is None:
         return EXIT_FAILED
-    return asyncio.run(run_logout(route, build_store(config)))
+    return asyncio.run(run_logout(route, build_store(config), egress=EgressPolicy(config, route, os.environ)))
 
 
 async def run_login(
@@ -100,6 +102,7 @@ async def run_login(
     transport: Transport | None = None,
     out: TextIO | None = None,
     proxy_listen: str | None = None,
+    egress: EgressPolicy | None = None,
 ) -> int:
     """The whole login; returns the exit code. `open_browser=None` means --no-browser."""
     out = out or sys.stderr
@@ -119,7 +122,9 @@ async def run_login(
             code = read_callback(params, attempt)
             print("Got the authorization code; exchanging it for tokens...", file=out)
             async with _transport(transport) as sender:
-                token = await complete_login(route, attempt, code, transport=sender, store=store, clock=clock)
+                token = await complete_login(
+                    route, attempt, code, transport=sender, store=store, clock=clock, egress=egress
+                )
         except LoginError as err:
             if server is not None:
                 server.finish(err.message)
@@ -159,6 +164,7 @@ async def run_logout(
     clock: Clock | None = None,
     transport: Transport | None = None,
     out: TextIO | None = None,
+    egress: EgressPolicy | None = None,
 ) -> int:
     """Delete the stored tokens, then revoke them at the provider when a revocation_url is configured.
 
@@ -187,7 +193,7 @@ async def run_logout(
         return 0
     try:
         async with _transport(transport) as sender:
-            which = await revoke(route, token, transport=sender, clock=clock)
+            which = await revoke(route, token, transport=sender, clock=clock, egress=egress)
     except LoginError as err:
         print(
             f"logout: the local tokens are deleted, but revoking them failed: {err.message}; "

@@ -283,3 +283,22 @@ async def test_config_wins_over_the_environment(tinyproxy, upstream, make_proxy,
     status = await status_of(client, proxy)
     assert status["api"]["egress"] == {"via": tinyproxy.url, "from": "egress_proxy.url"}
     assert status["direct"]["egress"] == {"via": "direct", "from": "routes.direct.egress_proxy.url: none"}
+
+
+async def test_a_token_request_through_an_unreachable_proxy_names_it(token_server, upstream, make_proxy, client, logs):
+    dead = f"http://{USER}:{PASSWORD}@127.0.0.1:{free_port()}"
+    api = route(upstream.url)
+    api["auth"] = {"grant": "client_credentials", "token_url": token_server.url, "client_id": "c", "client_secret": "s"}
+    api["auth"]["max_wait"] = 5
+    proxy = await make_proxy({"egress_proxy": {"url": dead}, "routes": {"api": api}})
+    async with client.get(proxy.at("/api/x")) as resp:
+        assert resp.status == 503
+        body = await resp.text()
+    assert json.loads(body)["error"]["code"] == "token_unavailable"
+    named = f"cannot connect to the egress proxy {dead.replace(PASSWORD, '********')} (set by egress_proxy.url)"
+    assert named in logs.text  # the token engine's warning, and /-/status, say why
+    status = (await status_of(client, proxy))["api"]
+    assert named in status["token"]["last_error_detail"]
+    assert PASSWORD not in json.dumps(status)
+    assert token_server.requests == [] and upstream.seen == []
+    assert PASSWORD not in body + logs.text and BASIC not in logs.text
