@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
-from authproxy.upstream.aiohttp_pool import HeadRefused
+from authproxy.upstream.aiohttp_pool import TUNNEL, HeadRefused
 from authproxy.upstream.egress import Egress
 from authproxy.upstream.limits import HeadLimits
 from authproxy.upstream.transport import (
@@ -59,8 +59,13 @@ def egress_failure(exc: BaseException, endpoint: Endpoint) -> EgressProxyError |
     return None
 
 
-def proxy_headers(egress: Egress) -> dict[str, str] | None:
-    return {"Proxy-Authorization": egress.authorization} if egress.authorization is not None else None
+def proxy_headers(egress: Egress, *, tunnel: bool = False) -> dict[str, str] | None:
+    """What aiohttp sends the proxy with CONNECT; `tunnel` marks a websocket handshake that needs a tunnel even to a
+    plain-http origin (aiohttp_pool.RestingConnector; the mark also keeps such connections in a pool of their own)."""
+    headers = {"Proxy-Authorization": egress.authorization} if egress.authorization is not None else {}
+    if tunnel:
+        headers[TUNNEL] = "1"
+    return headers or None
 
 
 def stale(exc: BaseException) -> bool:

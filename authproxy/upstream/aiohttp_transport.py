@@ -174,9 +174,11 @@ class AiohttpTransport:
             gate = self._gates.get(endpoint) or self._gates.setdefault(endpoint, EndpointGate(endpoint.limit))
             await gate.enter(endpoint, connect_timeout)
         try:
-            resp = await self._send(session, endpoint, method, target, sent, body, connect_timeout, read_timeout)
-            if endpoint.egress is not None and endpoint.tls is None:  # absolute form: a 407 is the proxy's
-                proxy_refusal(endpoint, resp)
+            resp = await self._send(
+                session, endpoint, method, target, sent, body, connect_timeout, read_timeout, upgrade
+            )
+            if endpoint.egress is not None and endpoint.tls is None and not upgrade:
+                proxy_refusal(endpoint, resp)  # absolute form: a 407 is the proxy's
             if resp.status == 101 and not upgrade:
                 resp.close()  # switching protocols unasked: nothing to trust after it
                 raise UpstreamBrokenError("the upstream switched protocols (101) for a plain request")
@@ -199,6 +201,7 @@ class AiohttpTransport:
         body: Body,
         connect_timeout: float,
         read_timeout: float,
+        upgrade: bool = False,
     ) -> aiohttp.ClientResponse:
         """The exchange through aiohttp, up to the final head; every failure as a `TransportError`."""
         url = URL(endpoint.origin + target, encoded=True)  # the target goes byte for byte
@@ -207,8 +210,12 @@ class AiohttpTransport:
             total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
         )
         egress = endpoint.egress  # aiohttp's own proxy support: absolute form for http, CONNECT for https
-        via = {"proxy": egress.url, "proxy_headers": proxy_headers(egress)} if egress is not None else {}
-        if egress is not None and egress.authorization is not None and endpoint.tls is None:
+        via = (
+            {"proxy": egress.url, "proxy_headers": proxy_headers(egress, tunnel=upgrade and endpoint.tls is None)}
+            if egress
+            else {}
+        )
+        if egress is not None and egress.authorization is not None and endpoint.tls is None and not upgrade:
             sent["Proxy-Authorization"] = egress.authorization  # absolute form: aiohttp would add only proxy_auth
         connector = session.connector
         if isinstance(connector, RestingConnector):

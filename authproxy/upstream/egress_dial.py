@@ -17,7 +17,6 @@ from typing import Protocol, TypeVar
 
 from multidict import CIMultiDict
 
-from authproxy.upstream.egress import Egress
 from authproxy.upstream.transport import EgressProxyError, Endpoint, UpstreamResponse
 
 MAX_CONNECT_HEAD = 16 * 1024  # a CONNECT answer's head; its body (an error page) is never read
@@ -55,22 +54,13 @@ async def open_connection(factory: Callable[[], P], endpoint: Endpoint, *, upgra
         if absolute_form(endpoint, upgrade):
             _, conn = await loop.create_connection(factory, egress.host, egress.port)
             return conn
-        raw, handshake = await loop.create_connection(lambda: _ConnectAnswer(loop), egress.host, egress.port)
+        name = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+        authority = f"{name}:{endpoint.port}"
+        raw = await connect_tunnel(egress.host, egress.port, authority, egress.authorization)
     except OSError as exc:
         raise EgressProxyError("egress_proxy_unreachable", egress.unreachable(_reason(exc))) from None
-    name = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
-    authority = f"{name}:{endpoint.port}"
-    try:
-        status = await handshake.send(raw, _connect_request(authority, egress))
-    except OSError as exc:
-        raw.abort()
-        raise EgressProxyError("egress_proxy_unreachable", egress.unreachable(_reason(exc))) from None
-    except BaseException:
-        raw.abort()
-        raise
-    if status != 200:
-        raw.abort()
-        raise EgressProxyError("egress_proxy_refused", egress.refused(status, authority))
+    except TunnelRefused as exc:
+        raise EgressProxyError("egress_proxy_refused", egress.refused(exc.status, authority)) from None
     conn = factory()
     if context is None:
         raw.set_protocol(conn)  # type: ignore[arg-type]
@@ -105,10 +95,35 @@ def proxy_refusal(endpoint: Endpoint, response: UpstreamResponse) -> None:
         raise EgressProxyError("egress_proxy_refused", egress.refused(407, f"{endpoint.host}:{endpoint.port}"))
 
 
-def _connect_request(authority: str, egress: Egress) -> bytes:
+class TunnelRefused(Exception):
+    """The egress proxy answered CONNECT with something other than 200."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"CONNECT answered {status}")
+        self.status = status
+
+
+async def connect_tunnel(host: str, port: int, authority: str, authorization: str | None) -> asyncio.Transport:
+    """A connection to the proxy at host:port that it has turned into a tunnel to `authority` (host:port): its
+    transport, ready for a protocol (and TLS). OSError when the proxy cannot be reached or breaks the handshake,
+    TunnelRefused for any answer but 200."""
+    loop = asyncio.get_running_loop()
+    raw, handshake = await loop.create_connection(lambda: _ConnectAnswer(loop), host, port)
+    try:
+        status = await handshake.send(raw, _connect_request(authority, authorization))
+    except BaseException:
+        raw.abort()
+        raise
+    if status != 200:
+        raw.abort()
+        raise TunnelRefused(status)
+    return raw
+
+
+def _connect_request(authority: str, authorization: str | None) -> bytes:
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-    if egress.authorization is not None:
-        lines.append(f"Proxy-Authorization: {egress.authorization}")
+    if authorization is not None:
+        lines.append(f"Proxy-Authorization: {authorization}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

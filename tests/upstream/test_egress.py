@@ -129,8 +129,9 @@ async def test_token_requests_go_through_the_proxy(kind, tinyproxy, token_server
     assert status["token_egress"] == {"via": tinyproxy.url, "from": "egress_proxy.url"}
 
 
-async def test_a_websocket_goes_through_a_connect_tunnel(tinyproxy, upstream, make_proxy, client) -> None:
-    proxy = await make_proxy({"egress_proxy": {"url": tinyproxy.url}, "routes": {"api": route(upstream.url)}})
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_a_websocket_goes_through_a_connect_tunnel(kind, tinyproxy, upstream, make_proxy, client) -> None:
+    proxy = await make_proxy({"egress_proxy": {"url": tinyproxy.url}, "routes": {"api": route(upstream.url, kind)}})
     async with client.ws_connect(proxy.at("/api/ws")) as ws:
         await ws.send_str("hi")
         assert (await ws.receive()).data == "echo:hi"
