@@ -16,7 +16,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
 
+from authproxy.upstream.egress import parse_egress
+from authproxy.upstream.transport import Endpoint
 from tests.fakes.certs import ScratchCA
 from tests.fakes.forward_proxy import TinyProxy, needs_tinyproxy
 from tests.fakes.redis_server import free_port
@@ -303,3 +307,22 @@ async def test_a_token_request_through_an_unreachable_proxy_names_it(token_serve
     assert PASSWORD not in json.dumps(status)
     assert token_server.requests == [] and upstream.seen == []
     assert PASSWORD not in body + logs.text and BASIC not in logs.text
+
+
+async def test_proxied_and_direct_connections_to_one_origin_are_pooled_apart(tinyproxy, upstream, make_transport):
+    """Both transports (the fixture runs each): the same origin direct and through the proxy, twice each, in turns;
+    each request finds the kept-alive connection of its own kind (Via says which), so two connections in all."""
+    transport = make_transport(limit=8, rest=0.0)
+    egress = parse_egress(tinyproxy.url, "egress_proxy.url", None, None, "egress_proxy")
+    direct, proxied = Endpoint(URL(upstream.url)), Endpoint(URL(upstream.url), egress=egress)
+    for endpoint in (direct, proxied, direct, proxied):
+        response = await transport.request(
+            endpoint, "GET", "/x", CIMultiDict(), None, connect_timeout=5, read_timeout=5
+        )
+        assert response.status == 200
+        async for _ in response.chunks():
+            pass
+        response.release()
+    vias = ["tinyproxy" in seen.headers.get("Via", "") for seen in upstream.seen]
+    assert vias == [False, True, False, True]
+    assert transport.connections() == {"open": 2, "idle": 2, "waiting": 0}
