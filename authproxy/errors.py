@@ -51,6 +51,18 @@ class UpstreamUnreachable(AuthProxyError):
     code, status = "upstream_unreachable", 502
 
 
+class EgressProxyUnreachable(AuthProxyError):
+    """The egress (forward) proxy could not be reached."""
+
+    code, status = "egress_proxy_unreachable", 502
+
+
+class EgressProxyRefused(AuthProxyError):
+    """The egress proxy refused to carry the request (CONNECT refused, or 407 to our credentials)."""
+
+    code, status = "egress_proxy_refused", 502
+
+
 class UpstreamTimeout(AuthProxyError):
     code, status = "upstream_timeout", 504
 

@@ -68,6 +68,13 @@ def _private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
 
+@pytest.fixture(autouse=True)
+def _no_egress_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's or CI's HTTPS_PROXY / NO_PROXY must not reroute the tests' loopback upstreams."""
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def logs() -> LogCapture:
     return LogCapture()

@@ -16,6 +16,7 @@ import sys
 import yaml
 
 from authproxy.cli.common import setup_logging
+from authproxy.cli.egress import egress_lines
 from authproxy.cli.readiness import READY, REQUESTING, RouteReport, assess, probe_token, quoted_uris
 from authproxy.clock import SystemClock
 from authproxy.config.checks import scope_warnings
@@ -46,6 +47,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps({"config": args.config, "routes": [r.as_json() for r in reports]}, indent=2))
     else:
         print(render_table(reports))
+        print("\n".join(egress_lines(runtime.router.routes)))
         print(summary(config, args, reports, invocation))
     failed = args.online and any(not p.ok for r in reports for p in r.probes)
     not_ready = args.strict and any(r.state != READY for r in reports)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 
 from authproxy.cli.common import find_route, setup_logging
@@ -56,13 +57,19 @@ async def fetch_token(route: RouteConfig, config: Config, *, fresh: bool, invoca
     from authproxy.clock import SystemClock
     from authproxy.credentials.build import build_credential
     from authproxy.stores.build import build_store
+    from authproxy.upstream.egress import EgressPolicy
     from authproxy.upstream.pool import NativeTransport
 
     transport = NativeTransport(limit=4)
     store = build_store(config)
     try:
         credential = build_credential(
-            route, transport=transport, store=store, clock=SystemClock(), config_path=invocation.config
+            route,
+            transport=transport,
+            store=store,
+            clock=SystemClock(),
+            config_path=invocation.config,
+            egress=EgressPolicy(config, route, os.environ),
         )
         assert credential is not None  # grant none is answered before
         try:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote, urlsplit
 
 
 def opt(
@@ -137,6 +138,27 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class EgressProxyConfig:
+    """A corporate forward proxy that outbound requests (token, upstream, websocket) go through."""
+
+    url: str | None = opt(
+        None,
+        "The egress proxy, http://host:port (user:password@ may be in it), or `none` to go direct whatever the "
+        "environment says. Unset: HTTPS_PROXY / HTTP_PROXY (either case) if from_env.",
+    )
+    username: str | None = opt(None, "User name for the proxy's Basic auth (Proxy-Authorization).")
+    password: str | None = opt(None, "Password for the proxy's Basic auth (or password_file).", secret=True)
+    no_proxy: tuple[str, ...] | None = opt(
+        None,
+        "Hosts reached directly: names (`example.com` and `.example.com` match subdomains too), IPs, CIDR "
+        "ranges, host:port, `*`. Unset: NO_PROXY / no_proxy from the environment if from_env.",
+    )
+    from_env: bool = opt(
+        True, "Use HTTPS_PROXY, HTTP_PROXY and NO_PROXY (either case) where this section sets no url / no_proxy."
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     """One upstream served under a path prefix."""
 
@@ -165,6 +187,9 @@ class RouteConfig:
         "HTTP/1.1 client; what `auto` picks) or `aiohttp` (aiohttp's client).",
     )
     tls: UpstreamTLS = opt(doc="TLS towards the upstream (https).", factory=UpstreamTLS)
+    egress_proxy: EgressProxyConfig | None = opt(
+        None, "This route's egress proxy (wins over the top-level egress_proxy); unset: the top-level one."
+    )
     auth: AuthConfig = opt(doc="The credential injected into upstream requests.", factory=AuthConfig)
     env_vars: dict[str, str] = opt(
         doc="Set by the loader: the environment variable(s) behind each of the route's keys written as `${VAR}` "
@@ -250,6 +275,9 @@ class Config:
     tls: ListenerTLS = opt(doc="TLS on the listener.", factory=ListenerTLS)
     store: StoreConfig = opt(doc="Token store.", factory=StoreConfig)
     shutdown_timeout: float = opt(30.0, "Seconds in-flight requests may finish after SIGTERM.")
+    egress_proxy: EgressProxyConfig | None = opt(
+        None, "The egress (forward) proxy for every route; unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured."
+    )
     routes: dict[str, RouteConfig] = opt(doc="Routes by name.", factory=dict)
     console: ConsoleConfig = opt(doc="The web console at /-/.", factory=ConsoleConfig)
     trace: tuple[str, ...] = opt(
@@ -285,6 +313,7 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 MASKED = "********"
+_URL_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#@]*@")
 
 
 def masked(obj: Any) -> Any:
@@ -302,6 +331,8 @@ def masked(obj: Any) -> Any:
                 value = {k: MASKED if v else "" for k, v in value.items()}
         elif f.metadata.get("secret") and value:
             value = MASKED
+        elif isinstance(value, str) and "@" in value:  # a URL's user:password (an egress proxy's)
+            value = _URL_PASSWORD.sub(rf"\1{MASKED}@", value)
         else:
             value = masked(value)
         out[f.name] = value
@@ -333,4 +364,20 @@ def secret_values(config: Config) -> list[str]:
             plain, encoded = auth.client_id + ":" + auth.client_secret, f"{quote_plus(auth.client_id)}:"
             for pair in (plain, encoded + quote_plus(auth.client_secret)):
                 found.append(base64.b64encode(pair.encode()).decode())
+    for egress in [config.egress_proxy, *(route.egress_proxy for route in config.routes.values())]:
+        found.extend(egress_proxy_secrets(egress))
     return [s for s in found if s]
+
+
+def egress_proxy_secrets(egress: EgressProxyConfig | None) -> list[str]:
+    """An egress proxy's password (in its url or its own key) in every form it is sent: user:password, Basic."""
+    if egress is None:
+        return []
+    user, password = egress.username or "", egress.password or ""
+    if egress.url and "@" in egress.url:
+        parts = urlsplit(egress.url if "://" in egress.url else "http://" + egress.url)
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    if not password:
+        return []
+    pair = f"{user}:{password}"
+    return [password, pair, base64.b64encode(pair.encode()).decode()]

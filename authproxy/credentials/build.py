@@ -31,6 +31,7 @@ from authproxy.credentials.sync import NoStore, StoreSync
 from authproxy.credentials.tokens import Token
 from authproxy.errors import ConfigError, NotConfigured
 from authproxy.stores.base import TokenStore
+from authproxy.upstream.egress import EgressPolicy
 from authproxy.upstream.tls import TlsSettings
 from authproxy.upstream.transport import Transport
 
@@ -78,8 +79,11 @@ def unset_variables(route: RouteConfig, keys: list[str]) -> list[str]:
     return list(names)
 
 
-def build_endpoint(route: RouteConfig, clock: Clock, transport: Transport) -> TokenEndpoint:
-    """The route's token endpoint (also what `authproxy login` uses to exchange a code)."""
+def build_endpoint(
+    route: RouteConfig, clock: Clock, transport: Transport, egress: EgressPolicy | None = None
+) -> TokenEndpoint:
+    """The route's token endpoint (also what `authproxy login` uses to exchange a code); `egress`: the route's
+    egress proxy rules (None: direct)."""
     auth, where = route.auth, f"routes.{route.name}.auth"
     if not auth.token_url:
         raise ConfigError([(f"{where}.token_url", f"grant {auth.grant} needs a token_url")])
@@ -89,11 +93,17 @@ def build_endpoint(route: RouteConfig, clock: Clock, transport: Transport) -> To
     # system's CAs, since a route's CA file would refuse a public identity provider.
     same_origin = URL(auth.token_url).origin() == URL(route.upstream).origin()
     tls = TlsSettings.from_config(route.tls, f"routes.{route.name}.tls") if same_origin else None
-    return TokenEndpoint(auth, auth.token_url, client_auth, clock, transport, tls=tls)
+    via = egress.choose(URL(auth.token_url)).egress if egress is not None else None
+    return TokenEndpoint(auth, auth.token_url, client_auth, clock, transport, tls=tls, egress=via)
 
 
 def build_source(
-    route: RouteConfig, clock: Clock, transport: Transport, *, config_path: str | None = None
+    route: RouteConfig,
+    clock: Clock,
+    transport: Transport,
+    egress: EgressPolicy | None = None,
+    *,
+    config_path: str | None = None,
 ) -> TokenSource | None:
     """The grant's token source; None for grant `none`. Raises ConfigError for unusable settings.
 
@@ -106,7 +116,7 @@ def build_source(
         if not auth.token:
             raise ConfigError([(f"routes.{route.name}.auth.token", "grant static needs a token (or token_file)")])
         return StaticSource(auth.token, auth.token_type)
-    endpoint = build_endpoint(route, clock, transport)
+    endpoint = build_endpoint(route, clock, transport, egress)
     if auth.grant == "client_credentials":
         return ClientCredentialsSource(endpoint)
     if auth.grant == "refresh_token":
@@ -125,6 +135,7 @@ def build_credential(
     rng: random.Random | None = None,
     backoff: Backoff | None = None,
     config_path: str | None = None,
+    egress: EgressPolicy | None = None,
 ) -> Credential | None:
     """The route's credential (None for grant `none`), not started; `transport` carries its token requests."""
     auth = route.auth
@@ -132,7 +143,7 @@ def build_credential(
     if empty:  # even for grant none: an empty header the route injects (x-api-key) must not go out
         parked = not_configured_error(route, empty)
         return Credential(route.name, _Unconfigured(), NoStore(), clock=clock, parked=parked)
-    source = build_source(route, clock, transport, config_path=config_path)
+    source = build_source(route, clock, transport, egress, config_path=config_path)
     if source is None:
         return None
     sync: StoreSync | NoStore = NoStore()

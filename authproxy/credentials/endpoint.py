@@ -27,6 +27,7 @@ from authproxy.credentials.client_auth import ClientAuthMethod
 from authproxy.credentials.tokens import Token
 from authproxy.errors import TokenEndpointError
 from authproxy.observability.logging import secret_forms
+from authproxy.upstream.egress import Egress
 from authproxy.upstream.tls import TlsSettings
 from authproxy.upstream.transport import (
     Endpoint,
@@ -58,12 +59,13 @@ class TokenEndpoint:
     timeout: float = TOTAL_TIMEOUT
     what: str = "token endpoint"  # how messages name it
     tls: TlsSettings | None = None  # None: the system's CAs
+    egress: Egress | None = None  # the egress proxy token requests go through; None: direct
     endpoint: Endpoint = field(init=False)
     target: str = field(init=False)
 
     def __post_init__(self) -> None:
         url = URL(self.token_url)
-        object.__setattr__(self, "endpoint", Endpoint(url, self.tls))
+        object.__setattr__(self, "endpoint", Endpoint(url, self.tls, egress=self.egress))
         object.__setattr__(self, "target", url.raw_path_qs or "/")
 
     async def request(

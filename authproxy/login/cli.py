@@ -41,6 +41,7 @@ from authproxy.observability.logging import Redactor, configure_logging
 from authproxy.shell import Invocation, shell_quote
 from authproxy.stores.base import TokenStore
 from authproxy.stores.build import build_store
+from authproxy.upstream.egress import EgressPolicy
 from authproxy.upstream.pool import NativeTransport
 from authproxy.upstream.transport import Transport
 
@@ -88,6 +89,7 @@ def cmd_login(args: argparse.Namespace) -> int:
             read_line=stdin_reader() if args.no_browser else None,
             proxy_listen=config.listen,
             login_command=invocation.command("login", route.name),
+            egress=EgressPolicy(config, route, os.environ),
         )
     )
 
@@ -113,7 +115,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
-    return asyncio.run(run_logout(route, store))
+    return asyncio.run(run_logout(route, store, egress=EgressPolicy(config, route, os.environ)))
 
 
 async def run_login(
@@ -128,6 +130,7 @@ async def run_login(
     out: TextIO | None = None,
     proxy_listen: str | None = None,
     login_command: str | None = None,
+    egress: EgressPolicy | None = None,
 ) -> int:
     """The whole login; returns the exit code. `open_browser=None` means --no-browser.
 
@@ -150,7 +153,9 @@ async def run_login(
             code = read_callback(params, attempt)
             print("Got the authorization code; exchanging it for tokens...", file=out)
             async with _transport(transport) as sender:
-                token = await complete_login(route, attempt, code, transport=sender, store=store, clock=clock)
+                token = await complete_login(
+                    route, attempt, code, transport=sender, store=store, clock=clock, egress=egress
+                )
         except LoginError as err:
             if server is not None:
                 server.finish(err.message)
@@ -193,6 +198,7 @@ async def run_logout(
     clock: Clock | None = None,
     transport: Transport | None = None,
     out: TextIO | None = None,
+    egress: EgressPolicy | None = None,
 ) -> int:
     """Delete the stored tokens, then revoke them at the provider when a revocation_url is configured.
 
@@ -221,7 +227,7 @@ async def run_logout(
         return 0
     try:
         async with _transport(transport) as sender:
-            which = await revoke(route, token, transport=sender, clock=clock)
+            which = await revoke(route, token, transport=sender, clock=clock, egress=egress)
     except LoginError as err:
         print(
             f"logout: the local tokens are deleted, but revoking them failed: {err.message}; "

@@ -30,6 +30,7 @@ from authproxy.credentials.identity import store_key, token_identity
 from authproxy.credentials.tokens import Token
 from authproxy.errors import AuthProxyError, ConfigError, TokenEndpointError
 from authproxy.stores.base import TokenStore
+from authproxy.upstream.egress import EgressPolicy
 from authproxy.upstream.transport import Transport
 
 
@@ -163,10 +164,12 @@ async def complete_login(
     transport: Transport,
     store: TokenStore,
     clock: Clock,
+    egress: EgressPolicy | None = None,
 ) -> Token:
-    """Exchange the code (with the route's client auth and the PKCE verifier) and save the tokens."""
+    """Exchange the code (with the route's client auth and the PKCE verifier) and save the tokens; `egress`: the
+    route's egress proxy rules (None: direct)."""
     try:
-        endpoint = build_endpoint(route, clock, transport)
+        endpoint = build_endpoint(route, clock, transport, egress)
     except ConfigError as exc:
         raise LoginError("; ".join(f"{path}: {msg}" for path, msg in exc.problems), route=route.name) from None
     try:
@@ -195,7 +198,9 @@ async def complete_login(
     return token
 
 
-async def revoke(route: RouteConfig, token: Token, *, transport: Transport, clock: Clock) -> str:
+async def revoke(
+    route: RouteConfig, token: Token, *, transport: Transport, clock: Clock, egress: EgressPolicy | None = None
+) -> str:
     """RFC 7009: revoke the refresh token (else the access token); returns which one was revoked."""
     auth, where = route.auth, f"routes.{route.name}.auth"
     url = auth.revocation_url or ""
@@ -203,7 +208,8 @@ async def revoke(route: RouteConfig, token: Token, *, transport: Transport, cloc
         client_auth = build_client_auth(auth, url, where=where)
     except ConfigError as exc:
         raise LoginError("; ".join(f"{path}: {msg}" for path, msg in exc.problems), route=route.name) from None
-    endpoint = TokenEndpoint(auth, url, client_auth, clock, transport, what="revocation endpoint")
+    via = egress.choose(URL(url)).egress if egress is not None else None
+    endpoint = TokenEndpoint(auth, url, client_auth, clock, transport, what="revocation endpoint", egress=via)
     parts = client_auth(clock)
     hint = "refresh_token" if token.refresh_token else "access_token"
     body = {"token": token.refresh_token or token.access_token, "token_type_hint": hint, **parts.params}

@@ -27,6 +27,7 @@ from authproxy.login.flow import LoginAttempt, LoginError, complete_login, new_a
 from authproxy.proxy.headers import request_id_from
 from authproxy.proxy.responses import error_response
 from authproxy.server.runtime import RUNTIME
+from authproxy.upstream.egress import EgressPolicy
 
 log = structlog.get_logger("authproxy.login")
 
@@ -125,8 +126,15 @@ def add_login_routes(app: web.Application) -> None:
             code = read_callback(request.query, pending.attempt)
             runtime = request.app[RUNTIME]
             transport = runtime.transports.for_tokens(route)
+            egress = EgressPolicy(runtime.config, route, runtime.environ)
             token = await complete_login(
-                route, pending.attempt, code, transport=transport, store=runtime.store, clock=runtime.clock
+                route,
+                pending.attempt,
+                code,
+                transport=transport,
+                store=runtime.store,
+                clock=runtime.clock,
+                egress=egress,
             )
         except LoginError as err:
             log.warning("login_failed", route=name, via="proxy", detail=err.message)

@@ -13,13 +13,22 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from authproxy.clock import Clock
-from authproxy.errors import AuthProxyError, UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from authproxy.errors import (
+    AuthProxyError,
+    EgressProxyRefused,
+    EgressProxyUnreachable,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from authproxy.proxy.bodies import LimitedBody
 from authproxy.proxy.exchange import Exchange
 from authproxy.proxy.headers import upstream_request_headers
 from authproxy.proxy.routing import Route
 from authproxy.upstream.transport import (
     Body,
+    EgressProxyError,
     TransportError,
     UnsafeHeaderError,
     UpstreamBadResponseError,
@@ -135,6 +144,9 @@ def upstream_failure(exc: TransportError, route: Route) -> AuthProxyError:
             f"(connect {route.config.connect_timeout:g} s, read {route.config.read_timeout:g} s)",
             route=route.name,
         )
+    if isinstance(exc, EgressProxyError):
+        kind = EgressProxyRefused if exc.code == "egress_proxy_refused" else EgressProxyUnreachable
+        return kind(exc.reason, route=route.name)
     if isinstance(exc, UpstreamConnectError):
         return UpstreamUnreachable(f"cannot connect to the upstream {route.origin}: {exc.reason}", route=route.name)
     if isinstance(exc, UnsafeHeaderError):

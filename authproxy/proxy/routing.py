@@ -17,6 +17,7 @@ from yarl import URL
 from authproxy.config.schema import RouteConfig
 from authproxy.errors import AbsoluteFormRefused, BadPath, RouteNotFound
 from authproxy.proxy.headers import route_drop_set
+from authproxy.upstream.egress import EgressChoice
 from authproxy.upstream.tls import TlsSettings
 from authproxy.upstream.transport import Endpoint, Transport
 
@@ -42,6 +43,8 @@ class Route:
     tls: TlsSettings = field(init=False)  # how the upstream's certificate is checked (and ours shown)
     endpoint: Endpoint = field(init=False)  # where the transport connects
     max_concurrent: int | None = field(init=False)
+    egress: EgressChoice | None = None  # which egress proxy the upstream is reached through, and why (status)
+    token_egress: EgressChoice | None = None  # the same for the token endpoint, when there is one
 
     def __post_init__(self) -> None:
         cfg = self.config

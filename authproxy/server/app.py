@@ -7,7 +7,7 @@ cleanup_ctx, so they live exactly as long as the app).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import structlog
 from aiohttp import web
@@ -35,10 +35,13 @@ def build_app(
     store: TokenStore | None = None,
     config_path: str | None = None,
     redactor: Redactor | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> web.Application:
     """The aiohttp application serving `config`; ConfigError now for what cannot work, nothing connected yet."""
     clock = clock or SystemClock()
-    runtime = build_runtime(config, clock=clock, store=store, config_path=config_path, redactor=redactor)
+    runtime = build_runtime(
+        config, clock=clock, store=store, config_path=config_path, redactor=redactor, environ=environ
+    )
     stats = Stats()
     handler = ProxyHandler(runtime.router, clock, stats, runtime.gate, config.limits, access_log=config.log.access_log)
     app = web.Application(middlewares=[listener_middleware(handler, runtime)])

@@ -73,7 +73,11 @@ async def reload_config(app: web.Application) -> ReloadResult:
         try:
             for cfg in config.routes.values():  # build everything first: nothing starts or is deleted yet
                 previous = old.get(cfg.name)
-                if previous is not None and previous.config.auth == cfg.auth:
+                # a credential is kept only while its token requests would still go the same way (egress_proxy)
+                same_egress = previous is not None and (
+                    previous.config.egress_proxy or runtime.config.egress_proxy
+                ) == (cfg.egress_proxy or config.egress_proxy)
+                if previous is not None and previous.config.auth == cfg.auth and same_egress:
                     route = runtime.new_route(cfg, keep=previous.credential, config=config)
                 else:
                     if previous is not None and identity_fields(previous.config.auth) != identity_fields(cfg.auth):

@@ -11,9 +11,13 @@ frozen once it has started; the app reaches it through typed `AppKey`s (no modul
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import structlog
 from aiohttp import web
+from yarl import URL
 
 from authproxy.clock import Clock
 from authproxy.config.schema import Config, RouteConfig
@@ -26,9 +30,11 @@ from authproxy.proxy.recorder import RequestLog
 from authproxy.proxy.routing import Route, Router
 from authproxy.stores.base import TokenStore
 from authproxy.stores.build import build_store
+from authproxy.upstream.egress import EgressPolicy, environment_secrets
 from authproxy.upstream.pool import NativeTransport
 from authproxy.upstream.transport import Endpoint, Transport
 
+log = structlog.get_logger("authproxy.egress")
 TOKEN_CONNECTIONS = 32  # token requests have a pool of their own: busy upstreams never starve a renewal
 IDLE_TIMEOUT = 60.0
 
@@ -93,12 +99,22 @@ class Runtime:
     url: str | None = None  # where the main listener is actually bound (set at start)
     admin_port: int | None = None  # bound port of the separate admin listener, when there is one
     retired: dict[Credential, asyncio.Task[None]] = field(default_factory=dict)  # replaced by a reload
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)  # HTTPS_PROXY, NO_PROXY (egress.py)
 
     def new_route(self, cfg: RouteConfig, keep: Credential | None = None, config: Config | None = None) -> Route:
         """A route of `config` (default: the runtime's) with its transport, and `keep` or else a new credential
         (not started)."""
+        config = config or self.config
         route = Route(cfg)
-        route.endpoint = Endpoint(route.upstream, route.tls, limit=connection_share(cfg, config or self.config))
+        policy = EgressPolicy(config, cfg, self.environ)
+        for warning in policy.warnings:
+            log.warning("egress_proxy_ignored_entries", route=cfg.name, problem=warning)
+        route.egress = policy.choose(route.upstream)
+        if cfg.auth.token_url and cfg.auth.grant not in ("none", "static"):
+            route.token_egress = policy.choose(URL(cfg.auth.token_url))
+        route.endpoint = Endpoint(
+            route.upstream, route.tls, limit=connection_share(cfg, config), egress=route.egress.egress
+        )
         route.transport = self.transports.for_route(cfg)
         route.credential = keep or build_credential(
             cfg,
@@ -106,6 +122,7 @@ class Runtime:
             store=self.store,
             clock=self.clock,
             config_path=self.config_path,
+            egress=policy,
         )
         return route
 
@@ -135,8 +152,14 @@ def build_runtime(
     store: TokenStore | None = None,
     config_path: str | None = None,
     redactor: Redactor | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Runtime:
-    """Everything `config` describes, built and checked (ConfigError), nothing started or connected."""
+    """Everything `config` describes, built and checked (ConfigError), nothing started or connected.
+
+    `environ`: where HTTPS_PROXY, HTTP_PROXY and NO_PROXY are read (default: the process's environment)."""
+    environ = os.environ if environ is None else environ
+    if redactor is not None:
+        redactor.add(*environment_secrets(environ))
     runtime = Runtime(
         config,
         Router([]),
@@ -148,6 +171,7 @@ def build_runtime(
         config_path,
         clock.monotonic(),
         redactor,
+        environ=environ,
     )
     runtime.router = Router([runtime.new_route(cfg) for cfg in config.routes.values()])
     return runtime

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from authproxy import __version__
 from authproxy.proxy.recorder import iso
+from authproxy.proxy.routing import Route
 from authproxy.server.runtime import RUNTIME, STATS
 
 DURATIONS = ("expires_in", "renew_in", "retry_in")
@@ -36,7 +37,7 @@ def token_document(state: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def route_document(app: web.Application, route: Any, state: dict[str, Any] | None) -> dict[str, Any]:
+def route_document(app: web.Application, route: Route, state: dict[str, Any] | None) -> dict[str, Any]:
     counts = app[STATS].route(route.name)
     return {
         "name": route.name,
@@ -48,7 +49,19 @@ def route_document(app: web.Application, route: Any, state: dict[str, Any] | Non
         "errors": counts.errors,
         "retries_401": counts.retries_401,
         "in_flight": counts.in_flight,
+        **egress_status(route),
     }
+
+
+def egress_status(route: Route) -> dict[str, Any]:
+    """How the route reaches its upstream (and its token endpoint): an egress proxy (password masked) or direct,
+    and which key or environment variable decided it."""
+    found: dict[str, Any] = {}
+    if route.egress is not None:
+        found["egress"] = route.egress.status()
+    if route.token_egress is not None:
+        found["token_egress"] = route.token_egress.status()
+    return found
 
 
 def status_document(app: web.Application, only: frozenset[str] | None = None) -> dict[str, Any]:

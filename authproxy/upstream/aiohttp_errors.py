@@ -10,9 +10,11 @@ from typing import Any
 import aiohttp
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
-from authproxy.upstream.aiohttp_pool import HeadRefused
+from authproxy.upstream.aiohttp_pool import TUNNEL, HeadRefused
+from authproxy.upstream.egress import Egress
 from authproxy.upstream.limits import HeadLimits
 from authproxy.upstream.transport import (
+    EgressProxyError,
     Endpoint,
     TransportError,
     UpstreamBadResponseError,
@@ -40,6 +42,30 @@ def refusal(exc: BaseException, limits: HeadLimits, endpoint: Endpoint) -> Upstr
     if kind == "interim":
         return limits.too_many_interim(endpoint)
     return None
+
+
+def egress_failure(exc: BaseException, endpoint: Endpoint) -> EgressProxyError | None:
+    """aiohttp's proxy failures (unreachable, CONNECT refused) as the `EgressProxyError` naming the proxy."""
+    egress = endpoint.egress
+    if egress is None:
+        return None
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        name = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+        return EgressProxyError("egress_proxy_refused", egress.refused(exc.status, f"{name}:{endpoint.port}"))
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        error = exc.os_error
+        reason = os.strerror(error.errno) if error.errno and error.errno > 0 else error.strerror
+        return EgressProxyError("egress_proxy_unreachable", egress.unreachable(reason or type(error).__name__))
+    return None
+
+
+def proxy_headers(egress: Egress, *, tunnel: bool = False) -> dict[str, str] | None:
+    """What aiohttp sends the proxy with CONNECT; `tunnel` marks a websocket handshake that needs a tunnel even to a
+    plain-http origin (aiohttp_pool.RestingConnector; the mark also keeps such connections in a pool of their own)."""
+    headers = {"Proxy-Authorization": egress.authorization} if egress.authorization is not None else {}
+    if tunnel:
+        headers[TUNNEL] = "1"
+    return headers or None
 
 
 def stale(exc: BaseException) -> bool:

@@ -20,8 +20,11 @@ from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.streams import EMPTY_PAYLOAD
 
 from authproxy.clock import Clock
+from authproxy.upstream.egress_dial import TunnelRefused, connect_tunnel
 from authproxy.upstream.limits import NO_REUSE_AFTER, HeadLimits, endpoint_busy
 from authproxy.upstream.transport import Endpoint
+
+TUNNEL = "X-Authproxy-Egress-Tunnel"  # in proxy_headers: tunnel this request (never sent: see _create_proxy_connection)
 
 
 class HeadRefused(aiohttp.ClientError):
@@ -162,6 +165,29 @@ class RestingConnector(aiohttp.TCPConnector):
                 super()._release(key, protocol)
         finally:
             self._sweeper = None
+
+    async def _create_proxy_connection(self, req: Any, traces: Any, timeout: Any) -> tuple[Any, ResponseHandler]:
+        """A websocket handshake to a plain-http origin through the egress proxy (marked TUNNEL by the transport)
+        takes a CONNECT tunnel of its own, as the native client does (a forward proxy need not pass `Upgrade` on in
+        absolute form), and is never pooled; anything else goes as aiohttp does it."""
+        marked = req.proxy_headers is not None and TUNNEL in req.proxy_headers
+        if req.is_ssl() or not marked:
+            return await super()._create_proxy_connection(req, traces, timeout)
+        host = req.url.raw_host
+        authority = f"{f'[{host}]' if ':' in host else host}:{req.url.port}"
+        try:
+            raw = await connect_tunnel(
+                req.proxy.raw_host, req.proxy.port, authority, req.proxy_headers.get("Proxy-Authorization")
+            )
+        except OSError as exc:  # aiohttp's own errors: aiohttp_errors.egress_failure names the proxy
+            raise aiohttp.ClientProxyConnectionError(req.connection_key, exc) from None
+        except TunnelRefused as exc:
+            raise aiohttp.ClientHttpProxyError(req.request_info, (), status=exc.status, message="CONNECT") from None
+        protocol = self._factory()
+        raw.set_protocol(protocol)
+        protocol.connection_made(raw)
+        protocol.force_close()  # one handshake, then the tunnel (or closed): never back in the pool
+        return raw, protocol
 
     def _close(self, *args: Any, **kwargs: Any) -> Any:
         sweeper, self._sweeper = self._sweeper, None

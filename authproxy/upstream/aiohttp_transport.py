@@ -28,9 +28,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.clock import Clock, SystemClock
-from authproxy.upstream.aiohttp_errors import mapped, refusal, stale
+from authproxy.upstream.aiohttp_errors import egress_failure, mapped, proxy_headers, refusal, stale
 from authproxy.upstream.aiohttp_pool import EndpointGate, RestingConnector
 from authproxy.upstream.aiohttp_tunnel import AiohttpTunnel, Feed
+from authproxy.upstream.egress_dial import proxy_refusal
 from authproxy.upstream.limits import MAX_HEAD, MAX_HEADERS, MAX_INTERIM, REST, HeadLimits
 from authproxy.upstream.transport import (
     IDEMPOTENT_METHODS,
@@ -173,7 +174,11 @@ class AiohttpTransport:
             gate = self._gates.get(endpoint) or self._gates.setdefault(endpoint, EndpointGate(endpoint.limit))
             await gate.enter(endpoint, connect_timeout)
         try:
-            resp = await self._send(session, endpoint, method, target, sent, body, connect_timeout, read_timeout)
+            resp = await self._send(
+                session, endpoint, method, target, sent, body, connect_timeout, read_timeout, upgrade
+            )
+            if endpoint.egress is not None and endpoint.tls is None and not upgrade:
+                proxy_refusal(endpoint, resp)  # absolute form: a 407 is the proxy's
             if resp.status == 101 and not upgrade:
                 resp.close()  # switching protocols unasked: nothing to trust after it
                 raise UpstreamBrokenError("the upstream switched protocols (101) for a plain request")
@@ -196,6 +201,7 @@ class AiohttpTransport:
         body: Body,
         connect_timeout: float,
         read_timeout: float,
+        upgrade: bool = False,
     ) -> aiohttp.ClientResponse:
         """The exchange through aiohttp, up to the final head; every failure as a `TransportError`."""
         url = URL(endpoint.origin + target, encoded=True)  # the target goes byte for byte
@@ -203,6 +209,14 @@ class AiohttpTransport:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
         )
+        egress = endpoint.egress  # aiohttp's own proxy support: absolute form for http, CONNECT for https
+        via = (
+            {"proxy": egress.url, "proxy_headers": proxy_headers(egress, tunnel=upgrade and endpoint.tls is None)}
+            if egress
+            else {}
+        )
+        if egress is not None and egress.authorization is not None and endpoint.tls is None and not upgrade:
+            sent["Proxy-Authorization"] = egress.authorization  # absolute form: aiohttp would add only proxy_auth
         connector = session.connector
         if isinstance(connector, RestingConnector):
             connector.make_room()
@@ -224,6 +238,7 @@ class AiohttpTransport:
                         ssl=context,
                         timeout=timeout,
                         trace_request_ctx=attempt,
+                        **via,
                     )
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
                 if attempt.body_error is not None:  # the client's side of the body failed: the request is void
@@ -231,6 +246,8 @@ class AiohttpTransport:
                     raise UpstreamBrokenError(why) from None
                 if stall.expired():
                     raise UpstreamTimeoutError("the upstream stopped reading the request body") from None
+                if egress is not None and (failed := egress_failure(exc, endpoint)) is not None:
+                    raise failed from None
                 if (refused := refusal(exc, self.head_limits, endpoint)) is not None:
                     raise refused from None
                 if attempt.reused and stale(exc):

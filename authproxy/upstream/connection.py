@@ -55,6 +55,7 @@ class Connection(Parsing, asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.used = 0  # exchanges started on this connection
+        self.single_use = False  # a tunnel through the egress proxy for one websocket handshake: never pooled
         self.idle_since = 0.0  # the pool's clock, set when it goes back to the pool
         self._response: NativeResponse | None = None
         self._tunnel: NativeTunnel | None = None

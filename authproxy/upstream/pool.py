@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import operator
 import os
 import ssl
@@ -29,6 +30,7 @@ from multidict import CIMultiDict
 
 from authproxy.clock import Clock, SystemClock
 from authproxy.upstream.connection import Connection, StaleConnectionError
+from authproxy.upstream.egress_dial import absolute_form, open_connection, proxy_refusal, proxy_request
 from authproxy.upstream.limits import MAX_HEAD, MAX_HEADERS, MAX_INTERIM, REST, HeadLimits, endpoint_busy
 from authproxy.upstream.response import NativeResponse
 from authproxy.upstream.transport import (
@@ -119,13 +121,22 @@ class NativeTransport:
         # Sent again after a stale close only when that cannot do anything twice: the upstream may have
         # acted on a POST before the connection dropped.
         replayable = (body is None or isinstance(body, bytes)) and method in IDEMPOTENT_METHODS
+        proxied = absolute_form(endpoint, upgrade)
+        if proxied:  # plain http through the egress proxy: the request goes to the proxy itself
+            target, headers = proxy_request(endpoint, target, headers)
         while True:
-            conn = await self._acquire(endpoint, connect_timeout)
+            # A websocket through a proxy's CONNECT to a plain-http origin needs a tunnel of its own (used once).
+            tunnel = upgrade and endpoint.egress is not None and endpoint.tls is None
+            conn = await self._acquire(endpoint, connect_timeout, tunnel)
             try:
-                return await conn.exchange(method, target, headers, body, read_timeout, upgrade)
+                response = await conn.exchange(method, target, headers, body, read_timeout, upgrade)
             except StaleConnectionError:
                 if not replayable:
                     raise UpstreamBrokenError("the upstream closed the kept-alive connection") from None
+                continue
+            if proxied:
+                proxy_refusal(endpoint, response)
+            return response
 
     def connections(self) -> dict[str, int]:
         idle = sum(len(conns) for conns in self._idle.values())
@@ -146,7 +157,7 @@ class NativeTransport:
     # -- the connections' owner (connection.Owner) ---------------------------------------------------
 
     def put_back(self, conn: Connection) -> None:
-        if self._closed:
+        if self._closed or conn.single_use:
             conn.finished(reusable=False)
             return
         conn.idle_since = self._clock.monotonic()
@@ -175,12 +186,13 @@ class NativeTransport:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    async def _acquire(self, endpoint: Endpoint, connect_timeout: float) -> Connection:
+    async def _acquire(self, endpoint: Endpoint, connect_timeout: float, single_use: bool = False) -> Connection:
         """An idle connection to `endpoint` that has rested, else a new one within the limits, else the idle one that
-        rested longest; else wait (at most connect_timeout in all) for room."""
+        rested longest; else wait (at most connect_timeout in all) for room. `single_use`: always a new one (a
+        tunnel for one websocket through the egress proxy); an idle one of the endpoint's gives way if need be."""
         deadline = 0.0
         while True:
-            idle = self._idle.get(endpoint)
+            idle = None if single_use else self._idle.get(endpoint)
             if idle is not None:
                 now = self._clock.monotonic()
                 resting, rested = idle.resting, idle.rested
@@ -193,7 +205,10 @@ class NativeTransport:
                     conn.finished(reusable=False)
             full = self._full(endpoint)
             if full is None:
-                return await self._connect(endpoint, connect_timeout)
+                return await self._connect(endpoint, connect_timeout, single_use)
+            if single_use and (own := self._idle.get(endpoint)):
+                own.pop_oldest().finished(reusable=False)
+                continue
             if idle:  # no room for another: the rest gives way (it never makes a request wait)
                 conn = idle.pop_oldest()
                 if conn.transport is not None:
@@ -266,11 +281,9 @@ class NativeTransport:
                     self._waiters[endpoint] = queue
                 return
 
-    async def _connect(self, endpoint: Endpoint, connect_timeout: float) -> Connection:
+    async def _connect(self, endpoint: Endpoint, connect_timeout: float, single_use: bool = False) -> Connection:
         if self._closed:
             raise UpstreamConnectError("the proxy is shutting down")
-        loop = asyncio.get_running_loop()
-        context = endpoint.tls.context() if endpoint.tls is not None else None
         limited = endpoint.limit is not None
         self._connecting += 1
         if limited:
@@ -278,13 +291,9 @@ class NativeTransport:
         conn: Connection | None = None
         try:
             async with asyncio.timeout(connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: Connection(self, endpoint, self.head_limits),
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=context,
-                    server_hostname=endpoint.host if context is not None else None,
-                )
+                factory = functools.partial(Connection, self, endpoint, self.head_limits)
+                conn = await open_connection(factory, endpoint, upgrade=single_use)
+                conn.single_use = single_use
         except TimeoutError:
             raise UpstreamTimeoutError(f"connecting took longer than {connect_timeout:g} s") from None
         except ssl.SSLError as exc:

@@ -19,6 +19,7 @@ from typing import Protocol
 from multidict import CIMultiDict
 from yarl import URL
 
+from authproxy.upstream.egress import Egress
 from authproxy.upstream.tls import TlsSettings
 
 Body = bytes | AsyncIterable[bytes] | None
@@ -36,6 +37,18 @@ class UpstreamConnectError(TransportError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class EgressProxyError(UpstreamConnectError):
+    """The egress proxy could not be reached, or refused to carry the request (CONNECT refused, 407).
+
+    `code` is the client-facing error code (`egress_proxy_unreachable`, `egress_proxy_refused`); the message names
+    the proxy (credentials masked) and what to check.
+    """
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class UpstreamTimeoutError(TransportError):
@@ -72,13 +85,16 @@ class Endpoint:
     upstream cannot take every connection of the transport; None: only the transport's own limit applies.
     """
 
-    __slots__ = ("host", "host_header", "limit", "origin", "port", "tls", "url")
+    __slots__ = ("egress", "host", "host_header", "limit", "origin", "port", "tls", "url")
 
-    def __init__(self, url: URL, tls: TlsSettings | None = None, *, limit: int | None = None) -> None:
+    def __init__(
+        self, url: URL, tls: TlsSettings | None = None, *, limit: int | None = None, egress: Egress | None = None
+    ) -> None:
         if limit is not None and limit < 1:
             raise ValueError("an endpoint's connection limit must be at least 1")
         self.url = url
         self.limit = limit
+        self.egress = egress  # the forward proxy requests go through; None: direct. Pools key on the endpoint.
         self.origin = str(url.origin())
         self.host = url.raw_host or ""
         self.port = url.port or DEFAULT_PORTS.get(url.scheme, 80)
@@ -87,7 +103,7 @@ class Endpoint:
         self.tls = (tls or TlsSettings()) if url.scheme == "https" else None
 
     def __repr__(self) -> str:
-        return f"Endpoint({self.origin})"
+        return f"Endpoint({self.origin} via {self.egress.shown})" if self.egress else f"Endpoint({self.origin})"
 
 
 class Tunnel(Protocol):

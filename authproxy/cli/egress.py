@@ -1,0 +1,18 @@
+"""`authproxy check`'s lines on egress: which proxy (password masked) or direct each route uses, and why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from authproxy.proxy.routing import Route
+
+
+def egress_lines(routes: Iterable[Route]) -> list[str]:
+    """One comment line per route (and per token endpoint): `# egress api: upstream via ... (from ...)`."""
+    lines = []
+    for route in sorted(routes, key=lambda r: r.name):
+        for what, choice in (("upstream", route.egress), ("token endpoint", route.token_egress)):
+            if choice is not None:
+                via = choice.egress.shown if choice.egress is not None else "direct"
+                lines.append(f"# egress {route.name}: {what} {via} (from {choice.reason})")
+    return lines
