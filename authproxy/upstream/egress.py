@@ -27,6 +27,8 @@ ENV_PROXY = {"https": ("https_proxy", "HTTPS_PROXY"), "http": ("http_proxy", "HT
 ENV_NO_PROXY = ("no_proxy", "NO_PROXY")
 
 
+NO_EGRESS = "no egress proxy configured or in the environment"  # the plain case: nothing to report
+
 @dataclass(frozen=True, slots=True)
 class Egress:
     """A forward proxy: where it is, the Proxy-Authorization it needs, and how to name it (password masked)."""
@@ -113,7 +115,7 @@ class EgressPolicy:
         if egress is None:
             egress = self._env_egress(url.scheme)
             if egress is None:
-                return EgressChoice(None, "no egress proxy configured or in the environment")
+                return EgressChoice(None, NO_EGRESS)
         port = url.port or (443 if url.scheme == "https" else 80)
         entry = self.no_proxy.match(url.raw_host or "", port)
         if entry is not None:
