@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     login.add_argument("route")
     login.add_argument("--no-browser", action="store_true", help="print the URL; accept the redirect URL on stdin")
     login.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the browser (default 300)")
+    login.add_argument(
+        "--device", action="store_true", help="RFC 8628 device login: a link and a code to confirm on any device"
+    )
     login.set_defaults(func=_lazy("login.cli", "cmd_login"))
 
     logout = sub.add_parser("logout", help="forget ROUTE's stored tokens (and revoke them when configured)")

@@ -35,6 +35,7 @@ from authproxy.login.flow import (
     new_attempt,
     parse_redirect,
     read_callback,
+    resolve_route,
     revoke,
 )
 from authproxy.observability.logging import Redactor, configure_logging
@@ -54,8 +55,10 @@ def cmd_login(args: argparse.Namespace) -> int:
     route = _route(config, args.route)
     if route is None:
         return EXIT_FAILED
+    device = getattr(args, "device", False) or route.auth.login == "device"
     try:
-        check_login_route(route)
+        if not device:
+            check_login_route(route)
     except LoginError as err:
         print(f"login failed: {err.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -68,6 +71,10 @@ def cmd_login(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    if device:
+        from authproxy.login.device_cli import run_device_login
+
+        return asyncio.run(run_device_login(route, store))
     return asyncio.run(
         run_login(
             route,
@@ -112,6 +119,8 @@ async def run_login(
                 "provider, e.g. http://localhost:8765/callback",
                 route=route.name,
             )
+        async with _transport(transport) as sender:
+            route = await resolve_route(route, sender)  # auth.issuer: the endpoints from its metadata
         attempt = new_attempt(route, redirect_uri)
         server = await start_callback(attempt, pasting=read_line is not None, out=out, proxy_listen=proxy_listen)
         try:
@@ -178,6 +187,12 @@ async def run_logout(
         print(f"logout failed: the token store failed: {exc}; fix store.path and try again", file=out)
         return EXIT_FAILED
     print(f"Deleted the stored tokens of route {route.name} from {store.where()}.", file=out)
+    if route.auth.issuer and not route.auth.revocation_url:
+        try:
+            async with _transport(transport) as sender:
+                route = await resolve_route(route, sender)
+        except LoginError as err:
+            print(f"logout: cannot look up the revocation endpoint: {err.message}", file=out)
     if not route.auth.revocation_url:
         print(
             "No auth.revocation_url is configured, so the provider still considers them valid until they "

@@ -19,6 +19,7 @@ from authproxy.clock import Clock
 from authproxy.config.schema import Config, RouteConfig
 from authproxy.credentials.build import build_credential
 from authproxy.credentials.credential import Credential
+from authproxy.credentials.discovery import DiscoveryCache
 from authproxy.observability.logging import Redactor
 from authproxy.observability.metrics import Stats
 from authproxy.proxy.access import BrowserGuard, Gatekeeper
@@ -92,6 +93,7 @@ class Runtime:
     url: str | None = None  # where the main listener is actually bound (set at start)
     admin_port: int | None = None  # bound port of the separate admin listener, when there is one
     retired: dict[Credential, asyncio.Task[None]] = field(default_factory=dict)  # replaced by a reload
+    discovery: DiscoveryCache = field(default_factory=DiscoveryCache)  # auth.issuer metadata; emptied by a reload
 
     def new_route(self, cfg: RouteConfig, keep: Credential | None = None, config: Config | None = None) -> Route:
         """A route of `config` (default: the runtime's) with its transport, and `keep` or else a new credential
@@ -100,7 +102,7 @@ class Runtime:
         route.endpoint = Endpoint(route.upstream, route.tls, limit=connection_share(cfg, config or self.config))
         route.transport = self.transports.for_route(cfg)
         route.credential = keep or build_credential(
-            cfg, transport=self.transports.for_tokens(cfg), store=self.store, clock=self.clock
+            cfg, transport=self.transports.for_tokens(cfg), store=self.store, clock=self.clock, discovery=self.discovery
         )
         return route
 
