@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     logout.add_argument("route")
     logout.set_defaults(func=_lazy("login.cli", "cmd_logout"))
 
+    discover = sub.add_parser("discover", help="fetch ROUTE's auth.issuer metadata and show what it fills in")
+    _config_arg(discover)
+    discover.add_argument("route")
+    discover.set_defaults(func=_lazy("cli.discover", "cmd_discover"))
+
     run_exec = sub.add_parser("exec", help="run COMMAND with the proxy on a free loopback port (AUTHPROXY_URL)")
     _config_arg(run_exec)
     run_exec.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")

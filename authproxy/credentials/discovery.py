@@ -93,12 +93,12 @@ async def fetch_metadata(
         if status in (400, 404, 405, 410):
             last = DiscoveryError(url, f"HTTP {status} (no metadata document there)")
             continue
+        shown = content_type.split(";")[0].strip() or "none"
         if status != 200:
-            raise DiscoveryError(url, f"HTTP {status} (content-type {content_type or 'none'})")
+            raise DiscoveryError(url, f"HTTP {status} (content-type {shown})")
         try:
             document = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            shown = content_type.split(";")[0] or "none"
             raise DiscoveryError(url, f"the answer is not JSON (content-type {shown})") from None
         if not isinstance(document, dict):
             raise DiscoveryError(url, "the answer is JSON but not an object")
