@@ -214,7 +214,11 @@ class DiscoveryCache:
             cached = self._documents.get(issuer)
             if cached is None:
                 cached = self._documents[issuer] = await fetch_metadata(issuer, transport, tls=_tls(route))
-        return apply_metadata(route.auth, *cached, where=f"routes.{route.name}.auth")
+            try:
+                return apply_metadata(route.auth, *cached, where=f"routes.{route.name}.auth")
+            except DiscoveryError:
+                self._documents.pop(issuer, None)  # an unusable document is fetched again at the next try
+                raise
 
     async def route(self, route: RouteConfig, transport: Transport) -> RouteConfig:
         """`route` itself when it needs no discovery, else a copy with the discovered endpoints."""

@@ -8,7 +8,7 @@ import pytest
 
 from authproxy.cli.discover import run_discover
 from authproxy.config.load import parse_config
-from authproxy.credentials.discovery import DiscoveryError, discover, metadata_urls
+from authproxy.credentials.discovery import DiscoveryCache, DiscoveryError, discover, metadata_urls
 from authproxy.errors import ConfigError
 from tests.fakes import make_route
 from tests.fakes.idp import OIDC, FakeIdp
@@ -163,3 +163,17 @@ async def test_discover_command_prints_what_it_found(idp, transport) -> None:
     assert out.getvalue() == (
         f"route api: discovery at {idp.issuer}{OIDC} failed: the answer is not JSON (content-type text/html)\n"
     )
+
+
+async def test_the_cache_fetches_once_and_again_after_an_unusable_document_or_a_clear(idp, transport) -> None:
+    cache = DiscoveryCache()
+    idp.serve_oidc(issuer="https://evil.example")
+    with pytest.raises(DiscoveryError):
+        await cache.resolve(route_for(idp), transport)
+    idp.serve_oidc()  # fixed at the provider
+    for _ in range(3):
+        assert (await cache.resolve(route_for(idp), transport)).auth.token_url == f"{idp.server.base_url}/token"
+    assert len(idp.requests_to(OIDC)) == 2
+    cache.clear()
+    await cache.resolve(route_for(idp), transport)
+    assert len(idp.requests_to(OIDC)) == 3
