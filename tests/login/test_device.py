@@ -8,7 +8,9 @@ import io
 
 import pytest
 
+from authproxy.config.load import parse_config
 from authproxy.credentials.identity import store_key, token_identity
+from authproxy.errors import ConfigError
 from authproxy.login.device_cli import run_device_login
 from tests.conftest import wait_until
 from tests.fakes import make_route
@@ -188,3 +190,21 @@ async def test_device_login_finds_its_endpoints_through_the_issuer(idp, store, c
         "client_id": "cid",
     }
     assert (await store.load(store_key("api"))).identity == token_identity(route.auth)
+
+
+def test_login_device_needs_grant_authorization_code_and_no_authorize_url() -> None:
+    raw = """
+routes:
+  tv: {upstream: "https://api.example.com", auth: {grant: GRANT, login: device, client_id: c, client_auth: none,
+       token_url: "https://idp.example.com/token", device_authorization_url: "https://idp.example.com/device"}}
+"""
+    config = parse_config(raw.replace("GRANT", "authorization_code"), env={})
+    assert config.routes["tv"].auth.authorize_url is None
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw.replace("GRANT", "client_credentials"), env={})
+    assert caught.value.problems == [
+        (
+            "routes.tv.auth.login",
+            "a device login stores a refresh token to renew from; set routes.tv.auth.grant: authorization_code",
+        )
+    ]
