@@ -119,8 +119,9 @@ async def run_login(
                 "provider, e.g. http://localhost:8765/callback",
                 route=route.name,
             )
-        async with _transport(transport) as sender:
-            route = await resolve_route(route, sender)  # auth.issuer: the endpoints from its metadata
+        if route.auth.issuer:  # the endpoints from its metadata
+            async with _transport(transport) as sender:
+                route = await resolve_route(route, sender)
         attempt = new_attempt(route, redirect_uri)
         server = await start_callback(attempt, pasting=read_line is not None, out=out, proxy_listen=proxy_listen)
         try:
