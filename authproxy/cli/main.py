@@ -21,8 +21,9 @@ EXAMPLES = {
     "status": "authproxy status\n  authproxy status -c team.yaml --json",
     "token": "authproxy token stockx\n  curl -H \"Authorization: Bearer $(authproxy token stockx)\" 'https://...'"
     "\n  authproxy token stockx --fresh --json",
-    "login": "authproxy login acme\n  authproxy login -c login.yaml acme --no-browser",
+    "login": "authproxy login acme\n  authproxy login -c login.yaml acme --no-browser\n  authproxy login acme --device",
     "logout": "authproxy logout acme",
+    "discover": "authproxy discover acme\n  authproxy discover -c team.yaml entra",
     "exec": "authproxy exec -- newman run collection.json\n  authproxy exec -c ci.yaml -- pytest tests/",
     "demo": "authproxy demo\n  authproxy demo --listen 127.0.0.1:9000 --token-lifetime 10",
     "presets": "authproxy presets\n  authproxy presets stockx",
@@ -119,12 +120,23 @@ def _parser() -> argparse.ArgumentParser:
     login.add_argument("route", metavar="ROUTE", help="a route with auth.grant authorization_code")
     login.add_argument("--no-browser", action="store_true", help="print the URL; accept the redirect URL on stdin")
     login.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the browser (default 300)")
+    login.add_argument(
+        "--device", action="store_true", help="RFC 8628 device login: a link and a code to confirm on any device"
+    )
 
     logout = command(
         "logout", "forget ROUTE's stored tokens (and revoke them when configured)", _lazy("login.cli", "cmd_logout")
     )
     _config_arg(logout)
     logout.add_argument("route", metavar="ROUTE", help="a route name under `routes:` in the config")
+
+    discover = command(
+        "discover",
+        "fetch ROUTE's auth.issuer metadata and show what it fills in",
+        _lazy("cli.discover", "cmd_discover"),
+    )
+    _config_arg(discover)
+    discover.add_argument("route", metavar="ROUTE", help="a route with auth.issuer")
 
     run_exec = command(
         "exec", "run COMMAND with the proxy on a free loopback port (AUTHPROXY_URL)", _lazy("cli.exec", "cmd_exec")

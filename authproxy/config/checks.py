@@ -122,8 +122,18 @@ class ConfigChecks:
             "static": ("token",),
         }
         for key in needs.get(auth.grant, ()):
-            if getattr(auth, key) is None:
-                self.problems.add(f"{path}.{key}", f"required for grant {auth.grant}")
+            if key == "authorize_url" and auth.login == "device":
+                continue  # a device login needs no authorize endpoint
+            if getattr(auth, key) is None and not (key.endswith("_url") and auth.issuer is not None):
+                hint = f" (or set {path}.issuer to discover it)" if key.endswith("_url") else ""
+                self.problems.add(f"{path}.{key}", f"required for grant {auth.grant}{hint}")
+        if auth.login == "device" and auth.grant != "authorization_code":
+            self.problems.add(
+                f"{path}.login",
+                f"a device login stores a refresh token to renew from; set {path}.grant: authorization_code",
+            )
+        if auth.issuer is not None:
+            check_url(auth.issuer, f"{path}.issuer", self.problems)
         if auth.grant in ("client_credentials", "refresh_token", "authorization_code"):
             if auth.client_id is None and auth.client_auth != "none":
                 self.problems.add(f"{path}.client_id", f"required with client_auth {auth.client_auth}")
@@ -142,7 +152,7 @@ class ConfigChecks:
                     "required with client_auth private_key_jwt (set private_key_file to a PEM file)",
                 )
         resolved = {}
-        for key in ("token_url", "authorize_url", "revocation_url"):
+        for key in ("token_url", "authorize_url", "revocation_url", "device_authorization_url"):
             value = getattr(auth, key)
             if value is None:
                 continue

@@ -70,6 +70,20 @@ class AuthConfig:
     key_id: str | None = opt(None, "`kid` header of signed client assertions.")
     assertion_audience: str | None = opt(None, "`aud` of client assertions (default: the token URL).")
     assertion_alg: str | None = opt(None, "Signing algorithm (default RS256, or HS256 for client_secret_jwt).")
+    issuer: str | None = opt(
+        None,
+        "Authorization server issuer URL: token_url, authorize_url, revocation_url and device_authorization_url are "
+        "filled from its OpenID Connect Discovery or RFC 8414 metadata before the first token request (keys given "
+        "explicitly win); `authproxy discover ROUTE` shows what it finds.",
+    )
+    device_authorization_url: str | None = opt(
+        None, "RFC 8628 device authorization endpoint, for `authproxy login ROUTE --device` (or from `issuer`)."
+    )
+    login: Literal["browser", "device"] = opt(
+        "browser",
+        "How `authproxy login` and /-/login/ROUTE log in: `browser` (authorization code with PKCE) or `device` "
+        "(RFC 8628 device code: a user code to enter on any device; for servers and containers without a browser).",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from authproxy.clock import Clock
 from authproxy.config.schema import RouteConfig
 from authproxy.credentials.client_auth import build_client_auth, empty_settings
 from authproxy.credentials.credential import Credential
+from authproxy.credentials.discovered import DiscoveredEndpoint
+from authproxy.credentials.discovery import DiscoveryCache, needs_discovery
 from authproxy.credentials.endpoint import TokenEndpoint
 from authproxy.credentials.grants.authorization_code import AuthorizationCodeSource
 from authproxy.credentials.grants.base import TokenSource
@@ -104,10 +106,13 @@ def build_source(
     egress: EgressPolicy | None = None,
     *,
     config_path: str | None = None,
+    discovery: DiscoveryCache | None = None,
 ) -> TokenSource | None:
     """The grant's token source; None for grant `none`. Raises ConfigError for unusable settings.
 
     `config_path`: the `-c FILE` the process was started with, repeated in "run: authproxy login" advice.
+    With `auth.issuer` and endpoints left to discover, the endpoint is resolved before the first token
+    request (through `discovery`, the app's cache); the client auth settings are checked now all the same.
     """
     auth = route.auth
     if auth.grant == "none":
@@ -116,7 +121,18 @@ def build_source(
         if not auth.token:
             raise ConfigError([(f"routes.{route.name}.auth.token", "grant static needs a token (or token_file)")])
         return StaticSource(auth.token, auth.token_type)
-    endpoint = build_endpoint(route, clock, transport, egress)
+    endpoint: TokenEndpoint | DiscoveredEndpoint
+    if needs_discovery(route):
+        build_client_auth(auth, auth.token_url or auth.issuer or "", where=f"routes.{route.name}.auth")
+        endpoint = DiscoveredEndpoint(
+            route,
+            discovery or DiscoveryCache(),
+            transport,
+            lambda resolved: build_endpoint(resolved, clock, transport, egress),
+            egress=egress,
+        )
+    else:
+        endpoint = build_endpoint(route, clock, transport, egress)
     if auth.grant == "client_credentials":
         return ClientCredentialsSource(endpoint)
     if auth.grant == "refresh_token":
@@ -136,6 +152,7 @@ def build_credential(
     backoff: Backoff | None = None,
     config_path: str | None = None,
     egress: EgressPolicy | None = None,
+    discovery: DiscoveryCache | None = None,
 ) -> Credential | None:
     """The route's credential (None for grant `none`), not started; `transport` carries its token requests."""
     auth = route.auth
@@ -143,7 +160,7 @@ def build_credential(
     if empty:  # even for grant none: an empty header the route injects (x-api-key) must not go out
         parked = not_configured_error(route, empty)
         return Credential(route.name, _Unconfigured(), NoStore(), clock=clock, parked=parked)
-    source = build_source(route, clock, transport, egress, config_path=config_path)
+    source = build_source(route, clock, transport, egress, config_path=config_path, discovery=discovery)
     if source is None:
         return None
     sync: StoreSync | NoStore = NoStore()

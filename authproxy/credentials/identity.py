@@ -1,7 +1,7 @@
 """Which stored token belongs to which route: the store key and the credential's identity.
 
 A token is stored under its route's name, so the same key survives edits to the config. A token
-obtained for another client, token endpoint, scope or audience must not be reused after such an
+obtained for another client, token endpoint (or issuer), scope or audience must not be reused after such an
 edit (it would call the upstream as someone else, or with other rights), so each saved token
 carries a fingerprint of what obtained it; a new client secret keeps the fingerprint (and the
 token). Hot reload compares the same fields (`reload.py`); a restart compares the fingerprint.
@@ -29,7 +29,8 @@ def identity_fields(auth: AuthConfig) -> tuple[object, ...]:
     seed = hashlib.sha256(auth.refresh_token.encode()).hexdigest() if auth.refresh_token else None
     return (
         auth.grant,
-        auth.token_url,
+        # with an issuer, it names the server (its token_url may be discovered, so is not known before)
+        f"issuer:{auth.issuer}" if auth.issuer else auth.token_url,
         auth.client_id,
         auth.scope,
         auth.audience,

@@ -34,6 +34,7 @@ from authproxy.login.flow import (
     new_attempt,
     parse_redirect,
     read_callback,
+    resolve_route,
     revoke,
 )
 from authproxy.login.stdin import stdin_can_paste, stdin_reader
@@ -58,12 +59,14 @@ def cmd_login(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     invocation = Invocation.of(args)
     web_login = shell_quote(f"http://{config.listen}/-/login/{route.name}")
+    device = getattr(args, "device", False) or route.auth.login == "device"
     try:
-        check_login_route(route)
+        if not device:
+            check_login_route(route)
     except LoginError as err:
         print(f"login failed: {err.message}", file=sys.stderr)
         return EXIT_FAILED
-    if args.no_browser and not stdin_can_paste():
+    if args.no_browser and not device and not stdin_can_paste():
         print(
             "login failed: --no-browser reads the redirect URL from stdin, but stdin is closed or empty; run "
             f"`{invocation.command('login', route.name, '--no-browser')}` in a terminal and paste the URL there, "
@@ -80,6 +83,10 @@ def cmd_login(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    if device:
+        from authproxy.login.device_cli import run_device_login
+
+        return asyncio.run(run_device_login(route, store, egress=EgressPolicy(config, route, os.environ)))
     return asyncio.run(
         run_login(
             route,
@@ -146,6 +153,9 @@ async def run_login(
                 "provider, e.g. http://localhost:8765/callback",
                 route=route.name,
             )
+        if route.auth.issuer:  # the endpoints from its metadata
+            async with _transport(transport) as sender:
+                route = await resolve_route(route, sender, egress)
         attempt = new_attempt(route, redirect_uri)
         server = await start_callback(attempt, pasting=read_line is not None, out=out, proxy_listen=proxy_listen)
         try:
@@ -218,6 +228,12 @@ async def run_logout(
         print(f"logout failed: the token store failed: {exc}; fix store.path and try again", file=out)
         return EXIT_FAILED
     print(f"Deleted the stored tokens of route {route.name} from {store.where()}.", file=out)
+    if route.auth.issuer and not route.auth.revocation_url:
+        try:
+            async with _transport(transport) as sender:
+                route = await resolve_route(route, sender, egress)
+        except LoginError as err:
+            print(f"logout: cannot look up the revocation endpoint: {err.message}", file=out)
     if not route.auth.revocation_url:
         print(
             "No auth.revocation_url is configured, so the provider still considers them valid until they "

@@ -23,6 +23,7 @@ from authproxy.clock import Clock
 from authproxy.config.schema import RouteConfig
 from authproxy.credentials.build import build_endpoint
 from authproxy.credentials.client_auth import build_client_auth
+from authproxy.credentials.discovery import DiscoveryCache, DiscoveryError, discover, needs_discovery
 from authproxy.credentials.endpoint import TokenEndpoint
 from authproxy.credentials.failures import ADVICE
 from authproxy.credentials.grants.authorization_code import exchange_code
@@ -84,14 +85,41 @@ def check_login_route(route: RouteConfig) -> None:
             route=route.name,
         )
     for key in ("authorize_url", "token_url", "client_id"):
-        if not getattr(auth, key):
+        if not getattr(auth, key) and not (key.endswith("_url") and auth.issuer):  # else discovered first
             raise LoginError(f"{where}.{key} is not set; a login needs it", route=route.name)
+
+
+async def resolve_cached(
+    cache: DiscoveryCache, route: RouteConfig, transport: Transport, egress: EgressPolicy | None = None
+) -> RouteConfig:
+    """Like `resolve_route`, through a running proxy's cache of metadata documents."""
+    try:
+        return await cache.route(route, transport, egress)
+    except DiscoveryError as exc:
+        raise LoginError(f"{exc.message}; check routes.{route.name}.auth.issuer", route=route.name) from None
+
+
+async def resolve_route(route: RouteConfig, transport: Transport, egress: EgressPolicy | None = None) -> RouteConfig:
+    """`route` with the endpoints its `auth.issuer` publishes filled in (LoginError when that fails)."""
+    if not needs_discovery(route):
+        return route
+    try:
+        discovery = await discover(route, transport, egress)
+    except DiscoveryError as exc:
+        raise LoginError(f"{exc.message}; check routes.{route.name}.auth.issuer", route=route.name) from None
+    return replace(route, auth=discovery.auth)
 
 
 def new_attempt(route: RouteConfig, redirect_uri: str) -> LoginAttempt:
     """A fresh state and PKCE pair, and the authorize URL that carries them."""
     check_login_route(route)
     auth = route.auth
+    if not auth.authorize_url:  # an issuer whose document has none
+        raise LoginError(
+            f"routes.{route.name}.auth.authorize_url is not set and the issuer's metadata has no "
+            "authorization_endpoint; set it",
+            route=route.name,
+        )
     state = secrets.token_urlsafe(24)
     verifier, challenge = pkce_pair()
     params = {
@@ -186,6 +214,12 @@ async def complete_login(
         raise ExchangeFailed(
             f"the code could not be exchanged for tokens: {exc.detail}; {advice}", route=route.name
         ) from None
+    await save_login(route, token, store)
+    return token
+
+
+async def save_login(route: RouteConfig, token: Token, store: TokenStore) -> None:
+    """Store a login's tokens where the route's credential (in this process or a running proxy) finds them."""
     key = store_key(route.name)
     try:
         async with store.lock(key):
@@ -195,7 +229,6 @@ async def complete_login(
             f"logged in, but the tokens could not be saved: {exc}; fix the token store (store.path) and log in again",
             route=route.name,
         ) from None
-    return token
 
 
 async def revoke(

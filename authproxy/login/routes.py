@@ -23,7 +23,16 @@ from cachetools import TTLCache
 from authproxy.clock import Clock
 from authproxy.config.schema import RouteConfig
 from authproxy.errors import AuthProxyError, RouteNotFound
-from authproxy.login.flow import LoginAttempt, LoginError, complete_login, new_attempt, read_callback
+from authproxy.login.device import check_device_route
+from authproxy.login.device_routes import add_device_logins, device_page
+from authproxy.login.flow import (
+    LoginAttempt,
+    LoginError,
+    complete_login,
+    new_attempt,
+    read_callback,
+    resolve_cached,
+)
 from authproxy.proxy.headers import request_id_from
 from authproxy.proxy.responses import error_response
 from authproxy.server.runtime import RUNTIME
@@ -75,6 +84,7 @@ def add_login_routes(app: web.Application) -> None:
     if PENDING in app:
         return
     app[PENDING] = PendingLogins(app[RUNTIME].clock)
+    add_device_logins(app)
 
     def route_config(request: web.Request) -> RouteConfig:
         name = request.match_info["route"]
@@ -93,6 +103,12 @@ def add_login_routes(app: web.Application) -> None:
             configured = route.auth.redirect_uri
             own = callback_path(name)
             redirect_uri = configured if configured and configured.endswith(own) else str(request.url.origin()) + own
+            runtime = request.app[RUNTIME]
+            egress = EgressPolicy(runtime.config, route, runtime.environ)
+            route = await resolve_cached(runtime.discovery, route, runtime.transports.for_tokens(route), egress)
+            if route.auth.login == "device":
+                check_device_route(route)
+                return await device_page(request, route)
             attempt = new_attempt(route, redirect_uri)
         except AuthProxyError as err:
             return error_response(err, request_id)
@@ -127,6 +143,7 @@ def add_login_routes(app: web.Application) -> None:
             runtime = request.app[RUNTIME]
             transport = runtime.transports.for_tokens(route)
             egress = EgressPolicy(runtime.config, route, runtime.environ)
+            route = await resolve_cached(runtime.discovery, route, transport, egress=egress)
             token = await complete_login(
                 route,
                 pending.attempt,

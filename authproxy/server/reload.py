@@ -125,6 +125,7 @@ async def reload_config(app: web.Application) -> ReloadResult:
     router = Router(routes)
     gate = Gatekeeper(config, runtime.clock)
     runtime.config, runtime.router, runtime.gate, runtime.guard = config, router, gate, BrowserGuard(config)
+    runtime.discovery.clear()  # auth.issuer documents are fetched again, at each route's next token request
     proxy = app[PROXY]
     proxy.router, proxy.gate, proxy.limits = router, gate, config.limits
     if runtime.redactor is not None:

@@ -23,6 +23,7 @@ from authproxy.clock import Clock
 from authproxy.config.schema import Config, RouteConfig
 from authproxy.credentials.build import build_credential
 from authproxy.credentials.credential import Credential
+from authproxy.credentials.discovery import DiscoveryCache
 from authproxy.observability.logging import Redactor
 from authproxy.observability.metrics import Stats
 from authproxy.proxy.access import BrowserGuard, Gatekeeper
@@ -100,6 +101,7 @@ class Runtime:
     admin_port: int | None = None  # bound port of the separate admin listener, when there is one
     retired: dict[Credential, asyncio.Task[None]] = field(default_factory=dict)  # replaced by a reload
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)  # HTTPS_PROXY, NO_PROXY (egress.py)
+    discovery: DiscoveryCache = field(default_factory=DiscoveryCache)  # auth.issuer metadata; emptied by a reload
 
     def new_route(self, cfg: RouteConfig, keep: Credential | None = None, config: Config | None = None) -> Route:
         """A route of `config` (default: the runtime's) with its transport, and `keep` or else a new credential
@@ -110,8 +112,9 @@ class Runtime:
         for warning in policy.warnings:
             log.warning("egress_proxy_ignored_entries", route=cfg.name, problem=warning)
         route.egress = policy.choose(route.upstream)
-        if cfg.auth.token_url and cfg.auth.grant not in ("none", "static"):
-            route.token_egress = policy.choose(URL(cfg.auth.token_url))
+        token_target = cfg.auth.token_url or cfg.auth.issuer  # with discovery: the issuer's host until resolved
+        if token_target and cfg.auth.grant not in ("none", "static"):
+            route.token_egress = policy.choose(URL(token_target))
         route.endpoint = Endpoint(
             route.upstream, route.tls, limit=connection_share(cfg, config), egress=route.egress.egress
         )
@@ -123,6 +126,7 @@ class Runtime:
             clock=self.clock,
             config_path=self.config_path,
             egress=policy,
+            discovery=self.discovery,
         )
         return route
 

@@ -25,10 +25,14 @@ import pytest
 from yarl import URL
 
 from authproxy.credentials.client_auth import basic_authorization
+from authproxy.credentials.discovery import discover
 from authproxy.credentials.identity import store_key
 from authproxy.login.cli import run_login, run_logout
+from authproxy.login.device_cli import run_device_login
 from authproxy.server.runtime import RUNTIME
 from authproxy.stores.file import FileStore
+from tests.conftest import wait_until
+from tests.fakes import make_route
 from tests.fakes.auth_server import FakeBrowser, browse, free_port, parse
 
 pytest.importorskip("oauth2_provider", reason="django-oauth-toolkit is not installed (pip install -e '.[test]')")
@@ -169,3 +173,101 @@ async def test_login_rotation_and_restarts_against_django_oauth_toolkit(
     assert "Revoked the refresh token" in out.getvalue()
     status, body = await refresh_with(oauth_server, seen_refresh[-1])
     assert (status, body["error"]) == (400, "invalid_grant")
+
+
+async def test_discovery_from_django_oauth_toolkits_openid_configuration(oauth_server, transport) -> None:
+    base = oauth_server["url"]
+    route = make_route(
+        "api",
+        grant="authorization_code",
+        issuer=f"{base}/o",
+        client_id=oauth_server["client_id"],
+        client_secret=oauth_server["client_secret"],
+    )
+    found = await discover(route, transport)
+    assert found.url == f"{base}/o/.well-known/openid-configuration"
+    assert (found.auth.token_url, found.auth.authorize_url) == (f"{base}/o/token/", f"{base}/o/authorize/")
+    assert [(f.kind, f.key) for f in found.findings] == [("filled", "token_url"), ("filled", "authorize_url")]
+    assert "client_secret_basic" in found.metadata["token_endpoint_auth_methods_supported"]
+    assert "S256" in found.metadata["code_challenge_methods_supported"]
+
+
+async def approve_device(session: aiohttp.ClientSession, link: str, action: str = "accept") -> str:
+    """What a user does with the link: log in, confirm the prefilled user code, accept (or deny)."""
+    status, page, at = await browse(session, link)
+    assert status == 200 and "Log in" in page, page[:500]
+    login = {**form_fields(page), "username": "alice", "password": "wonderland"}
+    async with session.post(at, data=login, allow_redirects=False) as resp:
+        assert resp.status == 302, await resp.text()
+        code_url = str(URL(at).join(URL(resp.headers["Location"])))
+    status, page, at = await browse(session, code_url)
+    assert status == 200 and "Enter code displayed on device" in page, page[:500]
+    user_code = re.search(r'name="user_code" value="([^"]*)"', page)
+    assert user_code is not None, page[:500]
+    async with session.post(
+        at, data={**form_fields(page), "user_code": user_code.group(1)}, allow_redirects=False
+    ) as r:
+        assert r.status == 302, await r.text()
+        confirm_url = str(URL(at).join(URL(r.headers["Location"])))
+    status, page, at = await browse(session, confirm_url)
+    assert status == 200 and "requests access" in page, page[:500]
+    async with session.post(at, data={**form_fields(page), "action": action}, allow_redirects=False) as resp:
+        assert resp.status == 302, await resp.text()
+    return user_code.group(1)
+
+
+@pytest.mark.parametrize("action", ["accept", "deny"])
+async def test_device_login_against_django_oauth_toolkit(
+    oauth_server, make_proxy, client, fake_clock, transport, tmp_path, action
+) -> None:
+    base = oauth_server["url"]
+    raw = {
+        "store": {"kind": "file", "path": str(tmp_path / "tokens.json")},
+        "routes": {
+            "api": {
+                "upstream": f"{base}/api",
+                "auth": {
+                    "grant": "authorization_code",
+                    "login": "device",
+                    "issuer": f"{base}/o",  # the token endpoint from its discovery document
+                    "device_authorization_url": f"{base}/o/device-authorization/",  # DOT does not publish it
+                    "client_id": oauth_server["device_client_id"],
+                    "client_secret": oauth_server["device_client_secret"],
+                    "scope": "read",
+                },
+            }
+        },
+    }
+    config = parse(raw)
+    store = FileStore(tmp_path / "tokens.json")
+    out = io.StringIO()
+    login = asyncio.ensure_future(
+        run_device_login(config.routes["api"], store, clock=fake_clock, transport=transport, out=out)
+    )
+    await wait_until(lambda: fake_clock.sleepers == 1 or login.done())
+    assert not login.done(), out.getvalue()
+    link = re.search(r"'(http://[^']+)'", out.getvalue())
+    assert link is not None and link.group(1).startswith(f"{base}/o/device/?user_code="), out.getvalue()
+    await fake_clock.advance(5)  # one poll before the user acts: authorization_pending
+    await wait_until(lambda: fake_clock.sleepers == 1 or login.done())
+    assert not login.done(), out.getvalue()
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        user_code = await approve_device(session, link.group(1), action)
+    assert f"the code {user_code}." in out.getvalue()
+    await fake_clock.advance(5)
+    code = await asyncio.wait_for(login, 30)
+    text = out.getvalue()
+    assert oauth_server["device_client_secret"] not in text
+    if action == "deny":
+        assert code == 1
+        assert text.splitlines()[-1].startswith("login failed: the login was denied at the provider (access_denied)")
+        assert await store.load(store_key("api")) is None
+        return
+    assert code == 0, text
+    stored = await store.load(store_key("api"))
+    assert stored is not None and stored.refresh_token and stored.refresh_token not in text
+    proxy = await make_proxy(raw, clock=fake_clock, store=FileStore(tmp_path / "tokens.json"))
+    async with client.get(proxy.at("/api/hello")) as resp:
+        assert resp.status == 200, await resp.text()
+        assert await resp.json() == {"user": "alice"}

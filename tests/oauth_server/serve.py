@@ -1,8 +1,10 @@
 """Set up and serve the test authorization server: `python -m tests.oauth_server.serve REDIRECT_URI`.
 
-Creates the sqlite schema, user `alice` (password `wonderland`) and a confidential application
-(authorization code, PKCE required, refresh tokens rotate) registered for REDIRECT_URI, then
-serves on a free 127.0.0.1 port and prints one JSON line: {"url", "client_id", "client_secret"}.
+Creates the sqlite schema, user `alice` (password `wonderland`), a confidential application
+(authorization code, PKCE required, refresh tokens rotate) registered for REDIRECT_URI and a
+confidential device-code application (RFC 8628), then serves on a free 127.0.0.1 port and prints
+one JSON line: {"url", "client_id", "client_secret", "device_client_id", "device_client_secret"}.
+OpenID Connect is on, so `URL/o/.well-known/openid-configuration` is its discovery document.
 One request at a time: sqlite and concurrent writers do not mix, and the tests need no more.
 """
 
@@ -43,9 +45,34 @@ def main(redirect_uri: str) -> None:
         client_secret=client_secret,  # hashed on save; this process keeps the plain one to print
         skip_authorization=False,
     )
+    device_secret = secrets.token_urlsafe(24)
+    device_app = Application.objects.create(  # RFC 8628: a device (no redirect), a confidential client
+        name="authproxy-device",
+        user=user,
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_DEVICE_CODE,
+        client_secret=device_secret,
+    )
     httpd = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=WSGIServer, handler_class=QuietHandler)
     url = f"http://127.0.0.1:{httpd.server_port}"
-    print(json.dumps({"url": url, "client_id": app.client_id, "client_secret": client_secret}), flush=True)
+    from django.conf import settings
+    from oauth2_provider.settings import oauth2_settings
+
+    settings.OAUTH2_PROVIDER["OAUTH_DEVICE_VERIFICATION_URI"] = f"{url}/o/device/"
+    settings.OAUTH2_PROVIDER["OAUTH_DEVICE_VERIFICATION_URI_COMPLETE"] = f"{url}/o/device/?user_code={{user_code}}"
+    oauth2_settings.reload()
+    print(
+        json.dumps(
+            {
+                "url": url,
+                "client_id": app.client_id,
+                "client_secret": client_secret,
+                "device_client_id": device_app.client_id,
+                "device_client_secret": device_secret,
+            }
+        ),
+        flush=True,
+    )
     httpd.serve_forever()
 
 

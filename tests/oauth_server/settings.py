@@ -44,8 +44,13 @@ OAUTH2_PROVIDER = {
     "ROTATE_REFRESH_TOKEN": True,
     "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,  # a rotated refresh token is dead at once
     "PKCE_REQUIRED": True,
-    "SCOPES": {"read": "Read your data"},
+    "SCOPES": {"read": "Read your data", "openid": "OpenID Connect"},
     "DEFAULT_SCOPES": ["read"],
+    "OIDC_ENABLED": True,  # serves /o/.well-known/openid-configuration (issuer: the server's URL + /o)
+    "DEVICE_FLOW_INTERVAL": 5,
+    # RFC 8628: the verification URIs name the bound port, which serve.py sets once it is known
+    "OAUTH_DEVICE_VERIFICATION_URI": "",
+    "OAUTH_DEVICE_VERIFICATION_URI_COMPLETE": "",
 }
 
 LOGGING = {  # server errors to stderr, where the test output shows them

@@ -7,9 +7,18 @@ Whether a grant's tokens are stored at all is decided when the credential is bui
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from authproxy.credentials.tokens import Token
+
+
+class TokenRequester(Protocol):
+    """What a grant sends its token requests through: a `TokenEndpoint`, or one resolved from `auth.issuer`."""
+
+    async def request(
+        self, grant_type: str, params: Mapping[str, str], *, previous_refresh: str | None = None
+    ) -> Token: ...
 
 
 class TokenSource(Protocol):

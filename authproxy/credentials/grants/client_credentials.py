@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from authproxy.credentials.endpoint import TokenEndpoint
+from authproxy.credentials.grants.base import TokenRequester
 from authproxy.credentials.tokens import Token
 
 
 class ClientCredentialsSource:
     persist = True
 
-    def __init__(self, endpoint: TokenEndpoint) -> None:
+    def __init__(self, endpoint: TokenRequester) -> None:
         self._endpoint = endpoint
 
     async def fetch(self, previous: Token | None) -> Token:

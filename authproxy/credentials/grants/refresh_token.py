@@ -7,7 +7,7 @@ the old one; an answer without one keeps the old one.
 
 from __future__ import annotations
 
-from authproxy.credentials.endpoint import TokenEndpoint
+from authproxy.credentials.grants.base import TokenRequester
 from authproxy.credentials.tokens import Token
 from authproxy.errors import LoginRequired
 from authproxy.shell import Invocation
@@ -22,7 +22,7 @@ class RefreshTokenSource:
     persist = True
 
     def __init__(
-        self, endpoint: TokenEndpoint, route: str, configured: str | None, *, config_path: str | None = None
+        self, endpoint: TokenRequester, route: str, configured: str | None, *, config_path: str | None = None
     ) -> None:
         self._endpoint = endpoint
         self._route = route
