@@ -208,9 +208,7 @@ class DiscoveryCache:
         self._documents.clear()
         self.generation += 1
 
-    async def resolve(
-        self, route: RouteConfig, transport: Transport, egress: EgressPolicy | None = None
-    ) -> Discovery:
+    async def resolve(self, route: RouteConfig, transport: Transport, egress: EgressPolicy | None = None) -> Discovery:
         """The route's auth with its endpoints filled, fetching the issuer's document if not cached."""
         issuer = route.auth.issuer or ""
         async with self._locks.setdefault(issuer, asyncio.Lock()):

@@ -82,9 +82,7 @@ async def request_device_code(
     except ConfigError as exc:
         raise LoginError("; ".join(f"{path}: {msg}" for path, msg in exc.problems), route=route.name) from None
     via = egress.choose(URL(url)).egress if egress is not None else None
-    endpoint = TokenEndpoint(
-        auth, url, client_auth, clock, transport, what="device authorization endpoint", egress=via
-    )
+    endpoint = TokenEndpoint(auth, url, client_auth, clock, transport, what="device authorization endpoint", egress=via)
     parts = client_auth(clock)
     body = {"client_id": auth.client_id or "", **parts.params}  # many servers want client_id even with Basic
     if auth.scope:

@@ -29,6 +29,7 @@ ENV_NO_PROXY = ("no_proxy", "NO_PROXY")
 
 NO_EGRESS = "no egress proxy configured or in the environment"  # the plain case: nothing to report
 
+
 @dataclass(frozen=True, slots=True)
 class Egress:
     """A forward proxy: where it is, the Proxy-Authorization it needs, and how to name it (password masked)."""

@@ -262,7 +262,7 @@ def test_zsh_completion_offers_commands_options_and_routes(tmp_path, on_path) ->
         'words=(authproxy run -c ""); CURRENT=4; _authproxy'
     )
     assert run_shell("zsh", script, tmp_path, on_path) == [
-        "run check status token login logout exec demo presets postman completion --help --version",
+        "run check status token login logout discover exec demo presets postman completion --help --version",
         "-h --help -c --config --json --fresh alpha beta",
         "FILES",
     ]
