@@ -270,6 +270,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
                 f"# sensitive scopes, each for a route of its own (not asked for by default): "
                 f"{', '.join(preset.sensitive_scopes)}"
             )
+        if preset.params:
+            given = ", ".join(f"{p.name}: {p.example or '...'}" for p in preset.params.values())
+            print(f"# parameters, given as preset: {{name: {preset.name}, {given}}}")
+            for param in preset.params.values():
+                print(f"#   {param.usage()}")
         print(yaml.safe_dump(preset.route, sort_keys=False), end="")
         return 0
     for name in preset_names():

@@ -19,7 +19,9 @@ import yaml
 
 from authproxy.config.checks import ConfigChecks, Problems, join, unknown
 from authproxy.config.presets import load_preset, preset_names
+from authproxy.config.presets.params import fill
 from authproxy.config.schema import Config, RouteConfig
+from authproxy.config.service_account import read_auth_files
 from authproxy.errors import ConfigError
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -154,19 +156,14 @@ class _Context(ConfigChecks):
             self.problems.add(
                 path, "route names use letters, digits, '.', '_' and '-', starting with a letter or digit"
             )
-        body = dict(body)
+        body, required_headers = self.apply_preset(dict(body), path)
         preset_name = body.get("preset")
-        required_headers: list[str] = []
-        if preset_name is not None:
-            preset = load_preset(str(preset_name))
-            if preset is None:
-                self.problems.add(f"{path}.preset", unknown(str(preset_name), preset_names(), "preset"))
-            else:
-                body = _merge(preset.route, body)
-                required_headers = preset.required_headers
         body.setdefault("prefix", f"/{name}")
         body["name"] = name
         route = self.parse_dataclass(RouteConfig, body, path)
+        route = dataclasses.replace(
+            route, auth=read_auth_files(route.auth, f"{path}.auth", self.problems, self.base_dir)
+        )
         for header in required_headers:
             if header.lower() not in {h.lower() for h in route.headers}:
                 var = f"{name}_{header}".upper().replace("-", "_").replace(".", "_")
@@ -175,6 +172,30 @@ class _Context(ConfigChecks):
                     f"the {preset_name} preset needs this header; add `{header}: ${{{var}}}`",
                 )
         return self.check_route(route, path)
+
+    def apply_preset(self, body: dict[str, Any], path: str) -> tuple[dict[str, Any], list[str]]:
+        """The route merged over its preset (`preset: NAME` or `preset: {name: NAME, param: value}`)."""
+        given = body.get("preset")
+        if given is None:
+            return body, []
+        params: dict[str, Any] = {}
+        if isinstance(given, dict):
+            params = {str(k): v for k, v in given.items()}
+            given = params.pop("name", None)
+            if not isinstance(given, str) or not given:
+                self.problems.add(
+                    f"{path}.preset", "name the preset: preset: {name: entra, tenant: ...} (see `authproxy presets`)"
+                )
+                return {k: v for k, v in body.items() if k != "preset"}, []
+        body["preset"] = given = str(given)
+        preset = load_preset(given)
+        if preset is None:
+            self.problems.add(f"{path}.preset", unknown(given, preset_names(), "preset"))
+            return body, []
+        defaults, problems = fill(preset.route, given, preset.params, params)
+        for problem in problems:
+            self.problems.add(f"{path}.preset", problem)
+        return _merge(defaults, body), preset.required_headers
 
     def parse_dataclass(self, cls: type, raw: Any, path: str) -> Any:
         if raw is None:
