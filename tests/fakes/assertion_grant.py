@@ -89,7 +89,7 @@ def pem(key: Any) -> str:
     ).decode()
 
 
-def service_account_key(key: Any, token_uri: str, **overrides: Any) -> dict[str, Any]:
+def service_account_key(key: Any, uri: str, **overrides: Any) -> dict[str, Any]:
     """A Google-style service-account JSON key for `key` (fields as the Cloud console writes them)."""
     data: dict[str, Any] = {
         "type": "service_account",
@@ -99,7 +99,7 @@ def service_account_key(key: Any, token_uri: str, **overrides: Any) -> dict[str,
         "client_email": "reporter@demo-project.iam.gserviceaccount.com",
         "client_id": "112233445566778899000",
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": token_uri,
+        "token_uri": uri,
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}

@@ -48,12 +48,17 @@ class TokenExchangeSource:
             token = Path(name).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise TokenEndpointError(
-                f"cannot read {self._where}.{key} {name}: {exc.strerror or exc}; check that the file is mounted"
+                f"cannot read {self._where}.{key} {name}: {exc.strerror or exc}; check that the file is mounted",
+                code="token_file_unreadable",
             ) from None
         except UnicodeDecodeError:
-            raise TokenEndpointError(f"{self._where}.{key} {name} is not UTF-8 text; it should hold a token") from None
+            raise TokenEndpointError(
+                f"{self._where}.{key} {name} is not UTF-8 text; it should hold a token", code="token_file_unreadable"
+            ) from None
         if not token:
-            raise TokenEndpointError(f"{self._where}.{key} {name} is empty; it should hold a token")
+            raise TokenEndpointError(
+                f"{self._where}.{key} {name} is empty; it should hold a token", code="token_file_empty"
+            )
         return token
 
     def refresh_token_for(self, previous: Token | None) -> str | None:
