@@ -25,7 +25,8 @@ def _import_jwt(where: str) -> Any:
     try:
         import jwt  # optional extra: imported lazily so the core install works without it
     except ImportError:
-        raise ConfigError([(where, f"signed client assertions need PyJWT and cryptography; {EXTRA_HINT}")]) from None
+        what = "signed assertions (private_key_jwt, client_secret_jwt, grant jwt_bearer)"
+        raise ConfigError([(where, f"{what} need PyJWT and cryptography; {EXTRA_HINT}")]) from None
     return jwt
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import yaml
@@ -170,3 +171,18 @@ def test_every_placeholder_is_a_declared_parameter(name: str) -> None:
     data = yaml.safe_load(text)
     used = set(re.findall(r"\{([a-z_]+)\}", yaml.safe_dump(data.get("route"))))
     assert used == set(data.get("params") or {}), name
+
+
+def test_the_readme_example_resolves() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Identity-provider presets", 1)[1].split("\n### ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    names = re.findall(r"\$\{([A-Z0-9_]+)\}", block)
+    routes = parse_config(block, env=dict.fromkeys(names, "x")).routes
+    assert {name: route.auth.token_url for name, route in routes.items()} == {
+        "orders": "https://acme.eu.auth0.com/oauth/token",
+        "billing": "https://dev-123456.okta.com/oauth2/default/v1/token",
+        "graph": "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+        "inventory": "https://sso.acme.example/realms/staff/protocol/openid-connect/token",
+    }
+    assert routes["orders"].auth.audience == "https://orders.acme.example"
