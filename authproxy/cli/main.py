@@ -270,6 +270,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
                 f"# sensitive scopes, each for a route of its own (not asked for by default): "
                 f"{', '.join(preset.sensitive_scopes)}"
             )
+        for key, hint in preset.required_keys.items():
+            print(f"# routes using it must set {key}: {hint}")
         if preset.params:
             given = ", ".join(f"{p.name}: {p.example or '...'}" for p in preset.params.values())
             print(f"# parameters, given as preset: {{name: {preset.name}, {given}}}")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from authproxy.config.checks import ConfigChecks, Problems, join, unknown
-from authproxy.config.presets import load_preset, preset_names
+from authproxy.config.presets import Preset, load_preset, preset_names
 from authproxy.config.presets.params import fill
 from authproxy.config.schema import Config, RouteConfig
 from authproxy.config.service_account import read_auth_files
@@ -156,8 +156,9 @@ class _Context(ConfigChecks):
             self.problems.add(
                 path, "route names use letters, digits, '.', '_' and '-', starting with a letter or digit"
             )
-        body, required_headers = self.apply_preset(dict(body), path)
+        body, preset = self.apply_preset(dict(body), path)
         preset_name = body.get("preset")
+        required_headers = preset.required_headers if preset is not None else []
         body.setdefault("prefix", f"/{name}")
         body["name"] = name
         route = self.parse_dataclass(RouteConfig, body, path)
@@ -171,13 +172,17 @@ class _Context(ConfigChecks):
                     f"{path}.headers.{header}",
                     f"the {preset_name} preset needs this header; add `{header}: ${{{var}}}`",
                 )
+        for key, hint in (preset.required_keys if preset is not None else {}).items():
+            section, _, name = key.rpartition(".")
+            if getattr(getattr(route, section) if section else route, name, None) is None:
+                self.problems.add(f"{path}.{key}", f"the {preset_name} preset needs it: {hint}")
         return self.check_route(route, path)
 
-    def apply_preset(self, body: dict[str, Any], path: str) -> tuple[dict[str, Any], list[str]]:
+    def apply_preset(self, body: dict[str, Any], path: str) -> tuple[dict[str, Any], Preset | None]:
         """The route merged over its preset (`preset: NAME` or `preset: {name: NAME, param: value}`)."""
         given = body.get("preset")
         if given is None:
-            return body, []
+            return body, None
         params: dict[str, Any] = {}
         if isinstance(given, dict):
             params = {str(k): v for k, v in given.items()}
@@ -186,16 +191,16 @@ class _Context(ConfigChecks):
                 self.problems.add(
                     f"{path}.preset", "name the preset: preset: {name: entra, tenant: ...} (see `authproxy presets`)"
                 )
-                return {k: v for k, v in body.items() if k != "preset"}, []
+                return {k: v for k, v in body.items() if k != "preset"}, None
         body["preset"] = given = str(given)
         preset = load_preset(given)
         if preset is None:
             self.problems.add(f"{path}.preset", unknown(given, preset_names(), "preset"))
-            return body, []
+            return body, None
         defaults, problems = fill(preset.route, given, preset.params, params)
         for problem in problems:
             self.problems.add(f"{path}.preset", problem)
-        return _merge(defaults, body), preset.required_headers
+        return _merge(defaults, body), preset
 
     def parse_dataclass(self, cls: type, raw: Any, path: str) -> Any:
         if raw is None:

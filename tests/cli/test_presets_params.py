@@ -22,6 +22,7 @@ async def test_presets_lists_the_identity_providers_and_documents_parameters() -
     assert "token_url: https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token\n" in out
     code, out, _ = await run_cli("presets", "okta")
     assert "#   authorization_server (default default): the custom authorization server's id" in out
+    assert "# routes using it must set auth.scope: Okta needs one of the authorization server's scopes" in out
 
 
 async def test_check_names_the_service_account_key_problem_without_the_key(tmp_path) -> None:

@@ -15,7 +15,7 @@ from authproxy.config.schema import AuthConfig
 from authproxy.errors import ConfigError
 
 
-def route_with(preset: str, auth: str = "{client_id: cid, client_secret: s}") -> str:
+def route_with(preset: str, auth: str = "{client_id: cid, client_secret: s, scope: x}") -> str:
     return f"routes:\n  api:\n    preset: {preset}\n    upstream: https://api.example.com\n    auth: {auth}\n"
 
 
@@ -186,3 +186,27 @@ def test_the_readme_example_resolves() -> None:
         "inventory": "https://sso.acme.example/realms/staff/protocol/openid-connect/token",
     }
     assert routes["orders"].auth.audience == "https://orders.acme.example"
+
+
+@pytest.mark.parametrize(
+    ("preset", "message"),
+    [
+        (
+            "{name: okta, domain: dev-1.okta.com}",
+            "the okta preset needs it: Okta needs one of the authorization server's scopes, e.g. scope: orders.read",
+        ),
+        (
+            "{name: entra, tenant: common}",
+            "the entra preset needs it: Entra needs one, e.g. scope: https://graph.microsoft.com/.default "
+            "(or api://APP-ID/.default)",
+        ),
+        (
+            "google-service-account",
+            "the google-service-account preset needs it: Google grants the scopes the assertion names, e.g. "
+            "scope: https://www.googleapis.com/auth/cloud-platform",
+        ),
+    ],
+)
+def test_a_scope_the_provider_insists_on_is_required(preset: str, message: str) -> None:
+    found = [m for p, m in problems(route_with(preset, "{client_id: cid, client_secret: s}")) if p.endswith(".scope")]
+    assert found == [message]

@@ -24,6 +24,7 @@ class Preset:
     required_headers: list[str] = field(default_factory=list)
     sensitive_scopes: list[str] = field(default_factory=list)  # each belongs on a route of its own
     params: dict[str, PresetParam] = field(default_factory=dict)  # fill `{name}` in the route's values
+    required_keys: dict[str, str] = field(default_factory=dict)  # `auth.scope` -> how to set it
 
 
 def preset_names() -> list[str]:
@@ -42,6 +43,7 @@ def _load(name: str) -> Preset | None:
         required_headers=list(data.get("required_headers", [])),
         sensitive_scopes=list(data.get("sensitive_scopes", [])),
         params=parse_params(data.get("params"), name),
+        required_keys=dict(data.get("required_keys", {})),
     )
 
 
@@ -57,6 +59,7 @@ def load_preset(name: str) -> Preset | None:
         list(preset.required_headers),
         list(preset.sensitive_scopes),
         dict(preset.params),
+        dict(preset.required_keys),
     )
 
 
