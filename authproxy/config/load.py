@@ -173,8 +173,8 @@ class _Context(ConfigChecks):
                     f"the {preset_name} preset needs this header; add `{header}: ${{{var}}}`",
                 )
         for key, hint in (preset.required_keys if preset is not None else {}).items():
-            section, _, name = key.rpartition(".")
-            if getattr(getattr(route, section) if section else route, name, None) is None:
+            section, _, attribute = key.rpartition(".")
+            if getattr(getattr(route, section) if section else route, attribute, None) is None:
                 self.problems.add(f"{path}.{key}", f"the {preset_name} preset needs it: {hint}")
         return self.check_route(route, path)
 

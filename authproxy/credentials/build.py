@@ -50,6 +50,8 @@ def not_configured(route: RouteConfig) -> list[str]:
         keys.append("auth.token")
     elif auth.grant not in ("none", "static"):
         keys += [f"auth.{key}" for key in empty_settings(auth)]
+        if auth.grant == "jwt_bearer" and auth.private_key == "" and "auth.private_key" not in keys:
+            keys.append("auth.private_key")
     return [f"routes.{route.name}.{key}" for key in keys]
 
 

@@ -168,3 +168,18 @@ def test_a_symmetric_algorithm_is_refused(transport, clock, rsa_key) -> None:
     assert err.value.problems == [
         ("routes.api.auth.assertion_alg", "grant jwt_bearer signs with the private key; not HS256")
     ]
+
+
+async def test_an_empty_private_key_leaves_the_route_not_configured(make_proxy, upstream, client) -> None:
+    config = (
+        "routes:\n  svc:\n"
+        f"    upstream: {upstream.url}\n"
+        "    auth: {grant: jwt_bearer, token_url: 'http://127.0.0.1:9/token', client_auth: none, client_id: svc,\n"
+        "           private_key: '${SVC_KEY:-}'}\n"
+    )
+    proxy = await make_proxy(config)
+    async with client.get(proxy.at("/svc/x")) as response:
+        body = await response.json()
+    assert response.status == 503 and body["error"]["code"] == "not_configured"
+    assert "routes.svc.auth.private_key is empty" in body["error"]["message"]
+    assert upstream.seen == []
