@@ -279,8 +279,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
                 print(f"#   {param.usage()}")
         print(yaml.safe_dump(preset.route, sort_keys=False), end="")
         return 0
+    width = max(map(len, preset_names()))
     for name in preset_names():
         preset = load_preset(name)
         assert preset is not None
-        print(f"{name:12} {preset.description}")
+        print(f"{name:{width}} {preset.description}")
     return 0
