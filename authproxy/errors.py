@@ -124,9 +124,11 @@ class TokenEndpointError(Exception):
         status: int | None = None,
         permanent: bool = False,
         description: str | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.code = code  # a failure before any request (e.g. `token_file_unreadable`); None: from the answer
         self.oauth_error = oauth_error
         self.status = status
         self.permanent = permanent

@@ -24,10 +24,18 @@ def cmd_presets(args: argparse.Namespace) -> int:
                 f"# sensitive scopes, each for a route of its own (not asked for by default): "
                 f"{', '.join(preset.sensitive_scopes)}"
             )
+        for key, hint in preset.required_keys.items():
+            print(f"# routes using it must set {key}: {hint}")
+        if preset.params:
+            given = ", ".join(f"{p.name}: {p.example or '...'}" for p in preset.params.values())
+            print(f"# parameters, given as preset: {{name: {preset.name}, {given}}}")
+            for param in preset.params.values():
+                print(f"#   {param.usage()}")
         print(yaml.safe_dump(preset.route, sort_keys=False), end="")
         return 0
+    width = max(map(len, preset_names()))
     for name in preset_names():
         preset = load_preset(name)
         assert preset is not None
-        print(f"{name:12} {preset.description}")
+        print(f"{name:{width}} {preset.description}")
     return 0

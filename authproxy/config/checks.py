@@ -120,6 +120,8 @@ class ConfigChecks:
             "refresh_token": ("token_url",),
             "authorization_code": ("token_url", "authorize_url"),
             "static": ("token",),
+            "jwt_bearer": ("token_url",),
+            "token_exchange": ("token_url", "subject_token_file"),
         }
         for key in needs.get(auth.grant, ()):
             if key == "authorize_url" and auth.login == "device":
@@ -134,9 +136,13 @@ class ConfigChecks:
             )
         if auth.issuer is not None:
             check_url(auth.issuer, f"{path}.issuer", self.problems)
-        if auth.grant in ("client_credentials", "refresh_token", "authorization_code"):
+        if auth.grant == "jwt_bearer":
+            self.check_jwt_bearer(auth, path)
+        if auth.grant in ("client_credentials", "refresh_token", "authorization_code", "jwt_bearer", "token_exchange"):
             if auth.client_id is None and auth.client_auth != "none":
-                self.problems.add(f"{path}.client_id", f"required with client_auth {auth.client_auth}")
+                hint = " (set client_auth: none when the token endpoint does not authenticate clients)"
+                extra = hint if auth.grant in ("jwt_bearer", "token_exchange") else ""
+                self.problems.add(f"{path}.client_id", f"required with client_auth {auth.client_auth}{extra}")
             if auth.client_secret is None and auth.client_auth in (
                 "client_secret_basic",
                 "client_secret_post",
@@ -163,6 +169,19 @@ class ConfigChecks:
         if auth.redirect_uri is not None:  # `authproxy login` listens there (a bad port is not a URL either)
             check_url(auth.redirect_uri, f"{path}.redirect_uri", self.problems)
         return dataclasses.replace(auth, **resolved)
+
+    def check_jwt_bearer(self, auth: AuthConfig, path: str) -> None:
+        """RFC 7523 §2.1: the grant signs an assertion, so it needs a key and someone to be."""
+        if auth.private_key is None and auth.service_account_file is None:
+            self.problems.add(
+                f"{path}.private_key",
+                "grant jwt_bearer signs with a private key: set private_key_file to a PEM file, "
+                "or service_account_file to a service-account JSON key",
+            )
+        if auth.assertion_issuer is None and auth.client_id is None and auth.service_account_file is None:
+            self.problems.add(
+                f"{path}.assertion_issuer", "grant jwt_bearer needs an issuer (iss): set assertion_issuer or client_id"
+            )
 
     def check_prefixes(self, routes: dict[str, RouteConfig]) -> None:
         seen: dict[str, str] = {}

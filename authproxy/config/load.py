@@ -20,8 +20,10 @@ import yaml
 from authproxy.config.checks import ConfigChecks, Problems, join, unknown
 from authproxy.config.expand import Expander, unexpanded_warning
 from authproxy.config.hints import braces_hint, unknown_key, yaml_hint
-from authproxy.config.presets import load_preset, preset_names
+from authproxy.config.presets import Preset, load_preset, preset_names
+from authproxy.config.presets.params import fill
 from authproxy.config.schema import Config, RouteConfig
+from authproxy.config.service_account import read_auth_files
 from authproxy.errors import ConfigError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
@@ -150,16 +152,9 @@ class _Context(ConfigChecks):
             self.problems.add(
                 path, "route names use letters, digits, '.', '_' and '-', starting with a letter or digit"
             )
-        body = dict(body)
+        body, preset = self.apply_preset(dict(body), path)
         preset_name = body.get("preset")
-        required_headers: list[str] = []
-        if preset_name is not None:
-            preset = load_preset(str(preset_name))
-            if preset is None:
-                self.problems.add(f"{path}.preset", unknown(str(preset_name), preset_names(), "preset"))
-            else:
-                body = _merge(preset.route, body)
-                required_headers = preset.required_headers
+        required_headers = preset.required_headers if preset is not None else []
         body.setdefault("prefix", f"/{name}")
         body["name"] = name
         if "env_vars" in body:
@@ -170,6 +165,9 @@ class _Context(ConfigChecks):
             if key.startswith(f"{path}.")
         }
         route = self.parse_dataclass(RouteConfig, body, path)
+        route = dataclasses.replace(
+            route, auth=read_auth_files(route.auth, f"{path}.auth", self.problems, self.base_dir)
+        )
         for header in required_headers:
             if header.lower() not in {h.lower() for h in route.headers}:
                 var = f"{name}_{header}".upper().replace("-", "_").replace(".", "_")
@@ -177,7 +175,35 @@ class _Context(ConfigChecks):
                     f"{path}.headers.{header}",
                     f"the {preset_name} preset needs this header; add `{header}: ${{{var}}}`",
                 )
+        for key, hint in (preset.required_keys if preset is not None else {}).items():
+            section, _, attribute = key.rpartition(".")
+            if getattr(getattr(route, section) if section else route, attribute, None) is None:
+                self.problems.add(f"{path}.{key}", f"the {preset_name} preset needs it: {hint}")
         return self.check_route(route, path)
+
+    def apply_preset(self, body: dict[str, Any], path: str) -> tuple[dict[str, Any], Preset | None]:
+        """The route merged over its preset (`preset: NAME` or `preset: {name: NAME, param: value}`)."""
+        given = body.get("preset")
+        if given is None:
+            return body, None
+        params: dict[str, Any] = {}
+        if isinstance(given, dict):
+            params = {str(k): v for k, v in given.items()}
+            given = params.pop("name", None)
+            if not isinstance(given, str) or not given:
+                self.problems.add(
+                    f"{path}.preset", "name the preset: preset: {name: entra, tenant: ...} (see `authproxy presets`)"
+                )
+                return {k: v for k, v in body.items() if k != "preset"}, None
+        body["preset"] = given = str(given)
+        preset = load_preset(given)
+        if preset is None:
+            self.problems.add(f"{path}.preset", unknown(given, preset_names(), "preset"))
+            return body, None
+        defaults, problems = fill(preset.route, given, preset.params, params)
+        for problem in problems:
+            self.problems.add(f"{path}.preset", problem)
+        return _merge(defaults, body), preset
 
     def parse_dataclass(self, cls: type, raw: Any, path: str) -> Any:
         if raw is None:

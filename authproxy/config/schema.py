@@ -24,7 +24,9 @@ def opt(
     return field(default=default, metadata=meta)
 
 
-Grant = Literal["none", "client_credentials", "refresh_token", "authorization_code", "static"]
+Grant = Literal[
+    "none", "client_credentials", "refresh_token", "authorization_code", "static", "jwt_bearer", "token_exchange"
+]
 ClientAuth = Literal["client_secret_basic", "client_secret_post", "none", "private_key_jwt", "client_secret_jwt"]
 RetryOn401 = Literal["always", "idempotent", "never"]
 
@@ -84,6 +86,27 @@ class AuthConfig:
         "How `authproxy login` and /-/login/ROUTE log in: `browser` (authorization code with PKCE) or `device` "
         "(RFC 8628 device code: a user code to enter on any device; for servers and containers without a browser).",
     )
+    assertion_issuer: str | None = opt(
+        None, "`iss` of a jwt_bearer grant assertion (default: client_id; from service_account_file: client_email)."
+    )
+    assertion_subject: str | None = opt(
+        None, "`sub` of a jwt_bearer grant assertion (default: the issuer; Google: a user to act as, by delegation)."
+    )
+    service_account_file: str | None = opt(
+        None,
+        "Google-style service-account JSON key (client_email, private_key, private_key_id, token_uri) for grant "
+        "jwt_bearer: sets the assertion's iss, kid, aud, the private key and (unless given) token_url.",
+    )
+    subject_token_file: str | None = opt(
+        None,
+        "Grant token_exchange (RFC 8693): file holding the subject token, read again for every exchange "
+        "(e.g. a Kubernetes projected service-account token, which rotates).",
+    )
+    subject_token_type: str = opt("urn:ietf:params:oauth:token-type:jwt", "RFC 8693 type of the subject token.")
+    actor_token_file: str | None = opt(None, "Grant token_exchange: file holding an actor token, read every time.")
+    actor_token_type: str = opt("urn:ietf:params:oauth:token-type:jwt", "RFC 8693 type of the actor token.")
+    requested_token_type: str | None = opt(None, "Grant token_exchange: the RFC 8693 token type asked for.")
+    resource: str | None = opt(None, "Grant token_exchange: RFC 8693 `resource`, the URI of the target service.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +201,11 @@ class RouteConfig:
 
     name: str = opt("", "The route's key under `routes:` (set by the loader).")
     prefix: str = opt("", "Path prefix served (default `/<name>`).")
-    preset: str | None = opt(None, "A built-in provider preset whose keys are defaults (`authproxy presets`).")
+    preset: str | None = opt(
+        None,
+        "A built-in provider preset whose keys are defaults (`authproxy presets`); one with parameters is written "
+        "`preset: {name: entra, tenant: contoso.onmicrosoft.com}` (`authproxy presets NAME` lists them).",
+    )
     upstream: str = opt("", "Base URL requests are forwarded to.", required=True)
     headers: dict[str, str] = opt(
         doc="Headers set on every upstream request (e.g. x-api-key).", secret=True, factory=dict

@@ -1,4 +1,5 @@
-"""RFC 7523 client assertions (`private_key_jwt`, `client_secret_jwt`).
+"""RFC 7523 assertions: client assertions (`private_key_jwt`, `client_secret_jwt`) and grant
+assertions (`grant: jwt_bearer`, service accounts).
 
 PyJWT and cryptography are an optional extra (`pip install 'authproxy[jwt]'`), imported only
 here and only when a route uses a signed assertion, so the core install works without them.
@@ -16,6 +17,7 @@ from authproxy.errors import ConfigError
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 60.0
+GRANT_ASSERTION_LIFETIME = 3600.0  # RFC 7523 grant assertions: an hour, Google's maximum (and its libraries')
 EXTRA_HINT = "install the jwt extra: pip install 'authproxy[jwt]'"
 
 
@@ -23,7 +25,8 @@ def _import_jwt(where: str) -> Any:
     try:
         import jwt  # optional extra: imported lazily so the core install works without it
     except ImportError:
-        raise ConfigError([(where, f"signed client assertions need PyJWT and cryptography; {EXTRA_HINT}")]) from None
+        what = "signed assertions (private_key_jwt, client_secret_jwt, grant jwt_bearer)"
+        raise ConfigError([(where, f"{what} need PyJWT and cryptography; {EXTRA_HINT}")]) from None
     return jwt
 
 
@@ -36,18 +39,23 @@ class AssertionSigner:
     algorithm: str
     key: Any  # a cryptography private key, or the client secret bytes for HS*
     key_id: str | None
+    subject: str | None = None  # `sub`; None: the issuer (client_id), as RFC 7523 §3 has clients do
+    lifetime: float = ASSERTION_LIFETIME
+    scope: str | None = None  # a grant assertion's `scope` claim (Google reads the scopes there)
 
     def sign(self, clock: Clock) -> str:
         jwt = _import_jwt("auth.client_auth")
         iat = int(clock.now())
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self.client_id,
-            "sub": self.client_id,
+            "sub": self.subject or self.client_id,
             "aud": self.audience,
             "jti": secrets.token_urlsafe(24),
             "iat": iat,
-            "exp": iat + int(ASSERTION_LIFETIME),
+            "exp": iat + int(self.lifetime),
         }
+        if self.scope:
+            claims["scope"] = self.scope
         headers = {"kid": self.key_id} if self.key_id else None
         return str(jwt.encode(claims, self.key, algorithm=self.algorithm, headers=headers))
 
@@ -79,6 +87,33 @@ def build_signer(
     key = _load_private_key(private_key, f"{where}.private_key")
     alg = algorithm or _default_algorithm(key, f"{where}.assertion_alg")
     return _checked(AssertionSigner(client_id, aud, alg, key, key_id), where)
+
+
+def build_grant_signer(
+    *,
+    issuer: str,
+    subject: str | None,
+    audience: str,
+    scope: str | None,
+    private_key: str | None,
+    key_id: str | None,
+    algorithm: str | None,
+    where: str,
+) -> AssertionSigner:
+    """The signer of RFC 7523 §2.1 grant assertions (`grant: jwt_bearer`); raises ConfigError.
+
+    Signed with a private key only (RS256 for RSA, ES256 for P-256 unless `assertion_alg` says
+    otherwise), valid for GRANT_ASSERTION_LIFETIME, the most Google accepts.
+    """
+    _import_jwt(f"{where}.grant")
+    if not private_key:
+        raise ConfigError([(f"{where}.private_key", "grant jwt_bearer needs a PEM private key (or private_key_file)")])
+    key = _load_private_key(private_key, f"{where}.private_key")
+    alg = algorithm or _default_algorithm(key, f"{where}.assertion_alg")
+    if alg.startswith("HS"):
+        raise ConfigError([(f"{where}.assertion_alg", f"grant jwt_bearer signs with the private key; not {alg}")])
+    signer = AssertionSigner(issuer, audience, alg, key, key_id, subject, GRANT_ASSERTION_LIFETIME, scope)
+    return _checked(signer, where)
 
 
 def _checked(signer: AssertionSigner, where: str) -> AssertionSigner:

@@ -17,6 +17,7 @@ from yarl import URL
 
 from authproxy.clock import Clock
 from authproxy.config.schema import RouteConfig
+from authproxy.credentials.assertion import AssertionSigner, build_grant_signer
 from authproxy.credentials.client_auth import build_client_auth, empty_settings
 from authproxy.credentials.credential import Credential
 from authproxy.credentials.discovered import DiscoveredEndpoint
@@ -25,8 +26,10 @@ from authproxy.credentials.endpoint import TokenEndpoint
 from authproxy.credentials.grants.authorization_code import AuthorizationCodeSource
 from authproxy.credentials.grants.base import TokenSource
 from authproxy.credentials.grants.client_credentials import ClientCredentialsSource
+from authproxy.credentials.grants.jwt_bearer import JwtBearerSource
 from authproxy.credentials.grants.refresh_token import RefreshTokenSource
 from authproxy.credentials.grants.static import StaticSource
+from authproxy.credentials.grants.token_exchange import TokenExchangeSource
 from authproxy.credentials.identity import store_key, token_identity
 from authproxy.credentials.refresher import Backoff
 from authproxy.credentials.sync import NoStore, StoreSync
@@ -50,6 +53,8 @@ def not_configured(route: RouteConfig) -> list[str]:
         keys.append("auth.token")
     elif auth.grant not in ("none", "static"):
         keys += [f"auth.{key}" for key in empty_settings(auth)]
+        if auth.grant == "jwt_bearer" and auth.private_key == "" and "auth.private_key" not in keys:
+            keys.append("auth.private_key")
     return [f"routes.{route.name}.{key}" for key in keys]
 
 
@@ -139,7 +144,28 @@ def build_source(
         return RefreshTokenSource(endpoint, route.name, auth.refresh_token, config_path=config_path)
     if auth.grant == "authorization_code":
         return AuthorizationCodeSource(endpoint, route.name, auth.refresh_token, config_path=config_path)
+    if auth.grant == "jwt_bearer":
+        return JwtBearerSource(endpoint, _grant_signer(route, auth.token_url or auth.issuer or ""))
+    if auth.grant == "token_exchange":
+        return TokenExchangeSource(endpoint, auth, f"routes.{route.name}.auth")
     raise ConfigError([(f"routes.{route.name}.auth.grant", f"unknown grant {auth.grant!r}")])
+
+
+def _grant_signer(route: RouteConfig, token_url: str) -> AssertionSigner:
+    auth, where = route.auth, f"routes.{route.name}.auth"
+    issuer = auth.assertion_issuer or auth.client_id
+    if not issuer:
+        raise ConfigError([(f"{where}.assertion_issuer", "grant jwt_bearer needs assertion_issuer or client_id")])
+    return build_grant_signer(
+        issuer=issuer,
+        subject=auth.assertion_subject,
+        audience=auth.assertion_audience or token_url,
+        scope=auth.scope,
+        private_key=auth.private_key,
+        key_id=auth.key_id,
+        algorithm=auth.assertion_alg,
+        where=where,
+    )
 
 
 def build_credential(

@@ -74,17 +74,19 @@ class TokenEndpoint:
         params: Mapping[str, str],
         *,
         previous_refresh: str | None = None,
+        send_scope: bool = True,
     ) -> Token:
         """POST one token request; raise TokenEndpointError (already classified) on any failure.
 
-        A refresh token missing from the answer is replaced by `previous_refresh`.
+        A refresh token missing from the answer is replaced by `previous_refresh`; `send_scope`
+        False leaves `scope` out of the body (jwt_bearer carries it in the assertion).
         """
         auth = self.auth
         parts = self.client_auth(self.clock)
         body: dict[str, str] = {"grant_type": grant_type} if auth.include_grant_type else {}
         body.update(params)
         body.update(parts.params)
-        if auth.scope:
+        if auth.scope and send_scope:
             body["scope"] = auth.scope
         if auth.audience:
             body["audience"] = auth.audience

@@ -29,6 +29,8 @@ ADVICE = {
 
 def error_code(exc: TokenEndpointError) -> str:
     """A short stable code for `/-/status` and logs: the OAuth error, `http_502`, `unreachable`..."""
+    if exc.code:
+        return exc.code
     if exc.oauth_error:
         return exc.oauth_error
     if exc.status is not None:

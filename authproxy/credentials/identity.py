@@ -27,7 +27,7 @@ def identity_fields(auth: AuthConfig) -> tuple[object, ...]:
     A new `auth.refresh_token` starts a new chain too (the stored, rotated one descends from the old).
     """
     seed = hashlib.sha256(auth.refresh_token.encode()).hexdigest() if auth.refresh_token else None
-    return (
+    fields: tuple[object, ...] = (
         auth.grant,
         # with an issuer, it names the server (its token_url may be discovered, so is not known before)
         f"issuer:{auth.issuer}" if auth.issuer else auth.token_url,
@@ -37,6 +37,16 @@ def identity_fields(auth: AuthConfig) -> tuple[object, ...]:
         sorted(auth.extra_params.items()),
         seed,
     )
+    if auth.grant in ("jwt_bearer", "token_exchange"):  # appended only here: older grants keep their fingerprints
+        fields += (
+            auth.assertion_issuer,
+            auth.assertion_subject,
+            auth.subject_token_file,
+            auth.actor_token_file,
+            auth.resource,
+            auth.requested_token_type,
+        )
+    return fields
 
 
 def token_identity(auth: AuthConfig) -> str:

@@ -1,6 +1,7 @@
 """Built-in provider presets, kept as data (one YAML file each).
 
-A preset is a partial route: its keys are defaults that the route's own keys override.
+A preset is a partial route: its keys are defaults that the route's own keys override. A preset
+may declare parameters (`params:`) that fill `{name}` templates in its values (`params.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from authproxy.config.presets.params import PresetParam, parse_params
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -20,6 +23,8 @@ class Preset:
     route: dict[str, Any]
     required_headers: list[str] = field(default_factory=list)
     sensitive_scopes: list[str] = field(default_factory=list)  # each belongs on a route of its own
+    params: dict[str, PresetParam] = field(default_factory=dict)  # fill `{name}` in the route's values
+    required_keys: dict[str, str] = field(default_factory=dict)  # `auth.scope` -> how to set it
 
 
 def preset_names() -> list[str]:
@@ -37,6 +42,8 @@ def _load(name: str) -> Preset | None:
         route=data.get("route", {}),
         required_headers=list(data.get("required_headers", [])),
         sensitive_scopes=list(data.get("sensitive_scopes", [])),
+        params=parse_params(data.get("params"), name),
+        required_keys=dict(data.get("required_keys", {})),
     )
 
 
@@ -51,6 +58,8 @@ def load_preset(name: str) -> Preset | None:
         _copy(preset.route),
         list(preset.required_headers),
         list(preset.sensitive_scopes),
+        dict(preset.params),
+        dict(preset.required_keys),
     )
 
 
