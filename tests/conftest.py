@@ -17,7 +17,8 @@ from aiohttp import web
 
 from authproxy.clock import Clock
 from authproxy.config.load import load_config, parse_config
-from authproxy.config.schema import Config, secret_values
+from authproxy.config.masking import secret_values
+from authproxy.config.schema import Config
 from authproxy.credentials.build import build_credential
 from authproxy.credentials.credential import Credential
 from authproxy.observability.logging import Redactor, configure_logging, flush_logs

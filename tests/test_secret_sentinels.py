@@ -25,7 +25,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authproxy.config.schema import secret_values
+from authproxy.config.masking import secret_values
 from authproxy.errors import ConfigError
 from tests.conftest import LogCapture, RunningProxy, wait_until
 from tests.fakes.clock import FakeClock

@@ -21,7 +21,8 @@ from authproxy.cli.readiness import READY, REQUESTING, RouteReport, assess, prob
 from authproxy.clock import SystemClock
 from authproxy.config.checks import scope_warnings
 from authproxy.config.load import load_config
-from authproxy.config.schema import Config, masked
+from authproxy.config.masking import masked
+from authproxy.config.schema import Config
 from authproxy.server.runtime import Runtime, build_runtime
 from authproxy.shell import Invocation
 from authproxy.stores.build import build_store

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from authproxy.config.schema import Config, RouteConfig, secret_values
+from authproxy.config.masking import secret_values
+from authproxy.config.schema import Config, RouteConfig
 from authproxy.observability.logging import Redactor, configure_logging
 
 

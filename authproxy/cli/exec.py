@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 import structlog
 
 from authproxy.config.load import load_config
-from authproxy.config.schema import Config, secret_values
+from authproxy.config.masking import secret_values
+from authproxy.config.schema import Config
 from authproxy.observability.logging import Redactor, configure_logging
 
 EXIT_USAGE = 2

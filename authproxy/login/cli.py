@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from authproxy.clock import Clock, SystemClock
 from authproxy.config.load import load_config
-from authproxy.config.schema import Config, RouteConfig, secret_values
+from authproxy.config.masking import secret_values
+from authproxy.config.schema import Config, RouteConfig
 from authproxy.credentials.identity import store_key
 from authproxy.login.callback import CallbackServer, start_callback
 from authproxy.login.flow import (

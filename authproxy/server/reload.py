@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from authproxy.config.load import load_config
-from authproxy.config.schema import secret_values
+from authproxy.config.masking import secret_values
 from authproxy.credentials.credential import Credential
 from authproxy.credentials.identity import identity_fields, store_key
 from authproxy.errors import ConfigError

@@ -18,7 +18,8 @@ from urllib.parse import unquote
 
 from yarl import URL
 
-from authproxy.config.schema import MASKED, Config, EgressProxyConfig, RouteConfig, egress_proxy_secrets
+from authproxy.config.masking import MASKED, egress_proxy_secrets
+from authproxy.config.schema import Config, EgressProxyConfig, RouteConfig
 from authproxy.errors import ConfigError
 from authproxy.upstream.no_proxy import NoProxy
 

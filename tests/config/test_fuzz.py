@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from authproxy.clock import SystemClock
 from authproxy.config.load import parse_config
-from authproxy.config.schema import AuthConfig, Config, RouteConfig, masked
+from authproxy.config.masking import masked
+from authproxy.config.schema import AuthConfig, Config, RouteConfig
 from authproxy.credentials.build import build_source
 from authproxy.errors import ConfigError
 from authproxy.upstream.pool import NativeTransport

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from authproxy.config.load import load_config, parse_config
-from authproxy.config.schema import masked
+from authproxy.config.masking import masked
 from authproxy.errors import ConfigError
 
 BASE = "routes:\n  api:\n    upstream: https://api.example.com/v1\n"

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authproxy.config.load import load_config
-from authproxy.config.schema import masked, secret_values
+from authproxy.config.masking import masked, secret_values
 from authproxy.errors import ConfigError
 from tests.fakes.assertion_grant import pem, service_account_key
 
@@ -143,7 +143,10 @@ def test_token_exchange_needs_a_readable_subject_token_file(tmp_path) -> None:
     base = "routes:\n  api:\n    upstream: https://api.example.com\n    auth: {grant: token_exchange, client_auth: none"
     file.write_text(base + "}\n")
     assert problems(file) == [
-        ("routes.api.auth.token_url", "required for grant token_exchange"),
+        (
+            "routes.api.auth.token_url",
+            "required for grant token_exchange (or set routes.api.auth.issuer to discover it)",
+        ),
         ("routes.api.auth.subject_token_file", "required for grant token_exchange"),
     ]
     file.write_text(base + ", token_url: 'https://as.example/t', subject_token_file: /nonexistent/token}\n")

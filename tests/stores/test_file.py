@@ -16,7 +16,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from authproxy.config.load import parse_config
-from authproxy.config.schema import masked
+from authproxy.config.masking import masked
 from authproxy.credentials.tokens import Token
 from authproxy.errors import ConfigError
 from authproxy.stores.build import build_store

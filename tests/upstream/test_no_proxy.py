@@ -9,7 +9,7 @@ import yaml
 from yarl import URL
 
 from authproxy.config.load import parse_config
-from authproxy.config.schema import masked, secret_values
+from authproxy.config.masking import masked, secret_values
 from authproxy.errors import ConfigError
 from authproxy.upstream.egress import EgressPolicy
 from authproxy.upstream.no_proxy import NoProxy
