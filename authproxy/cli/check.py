@@ -17,7 +17,15 @@ import yaml
 
 from authproxy.cli.common import setup_logging
 from authproxy.cli.egress import egress_lines
-from authproxy.cli.readiness import READY, REQUESTING, RouteReport, assess, probe_token, quoted_uris
+from authproxy.cli.readiness import (
+    READY,
+    REQUESTING,
+    RouteReport,
+    assess,
+    probe_discovery,
+    probe_token,
+    quoted_uris,
+)
 from authproxy.clock import SystemClock
 from authproxy.config.checks import scope_warnings
 from authproxy.config.load import load_config
@@ -26,6 +34,7 @@ from authproxy.config.schema import Config
 from authproxy.server.runtime import Runtime, build_runtime
 from authproxy.shell import Invocation
 from authproxy.stores.build import build_store
+from authproxy.upstream.egress import EgressPolicy
 
 EXIT_NOT_READY = 1
 
@@ -72,9 +81,13 @@ async def probe_routes(runtime: Runtime, reports: list[RouteReport], invocation:
     """
     routes = {route.name: route for route in runtime.router.routes}
     for report in reports:
+        route = routes[report.name]
+        if route.config.auth.issuer:  # even when not ready: a login route needs the endpoints to log in at all
+            egress = EgressPolicy(runtime.config, route.config, runtime.environ)
+            transport = runtime.transports.for_tokens(route.config)
+            report.probes.append(await probe_discovery(route.config, transport, egress))
         if report.state != READY:
             continue
-        route = routes[report.name]
         report.probes.append(await probe_token(route.config, route.credential, invocation))
 
 

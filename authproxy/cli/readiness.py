@@ -15,11 +15,14 @@ from typing import Any
 from authproxy.config.schema import Config, RouteConfig
 from authproxy.credentials.build import not_configured, unset_variables
 from authproxy.credentials.credential import Credential
+from authproxy.credentials.discovery import DiscoveryError, discover
 from authproxy.credentials.identity import store_key
 from authproxy.errors import AuthProxyError
 from authproxy.login.routes import callback_path
 from authproxy.shell import Invocation, shell_quote
 from authproxy.stores.base import TokenStore
+from authproxy.upstream.egress import EgressPolicy
+from authproxy.upstream.transport import Transport
 
 READY, NEEDS_LOGIN, NOT_CONFIGURED, ERROR = "ready", "needs login", "not configured", "error"
 LOGIN_GRANTS = ("authorization_code",)
@@ -99,6 +102,21 @@ def redirect_uris(config: Config, route: RouteConfig) -> dict[str, str]:
     if configured:
         uris["authproxy login"] = configured
     return uris
+
+
+async def probe_discovery(route: RouteConfig, transport: Transport, egress: EgressPolicy | None) -> Probe:
+    """Fetch the route's `auth.issuer` metadata (as the proxy will) and say what it filled in and what the
+    server does not support of what the route uses."""
+    try:
+        found = await discover(route, transport, egress)
+    except DiscoveryError as err:
+        return Probe("discovery", False, f"{err.message}; check routes.{route.name}.auth.issuer")
+    filled = [f.key for f in found.findings if f.kind == "filled"]
+    text = f"{found.url}: " + (f"filled {', '.join(filled)}" if filled else "every endpoint is set explicitly")
+    warnings = [f.message for f in found.findings if f.kind == "unsupported"]
+    if warnings:
+        text += "; warning: " + "; ".join(warnings)
+    return Probe("discovery", True, text)
 
 
 async def probe_token(route: RouteConfig, credential: Credential | None, invocation: Invocation) -> Probe:

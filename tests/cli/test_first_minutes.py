@@ -338,3 +338,34 @@ async def test_login_advice_repeats_the_config_file_everywhere(tmp_path) -> None
         assert (error["code"], error["message"]) == ("login_required", hint)
     finally:
         await stop(proxy)
+
+
+async def test_check_online_reports_discovery_per_route_then_a_token_from_the_discovered_endpoint(
+    tmp_path, token_server
+) -> None:
+    from tests.fakes.idp import FakeIdp
+
+    idp = FakeIdp(token_server)
+    idp.serve_oidc(token_endpoint_auth_methods_supported=["client_secret_post"])
+    # a second issuer on the same server whose "metadata" is a login page
+    idp.documents["/html/.well-known/openid-configuration"] = Reply.text(b"<html>login</html>", status=200)
+    (tmp_path / "config.yaml").write_text(
+        "routes:\n"
+        "  idp:\n    upstream: https://idp.example\n    auth:\n      grant: client_credentials\n"
+        f"      issuer: {idp.issuer}\n      client_id: cid\n      client_secret: SENTINEL-SECRET\n"
+        "  html:\n    upstream: https://html.example\n    auth:\n      grant: client_credentials\n"
+        f"      issuer: {idp.issuer}/html\n      client_id: cid\n      client_secret: SENTINEL-SECRET\n"
+    )
+    code, out, err = await cli("check", "--online", cwd=tmp_path)
+    assert (code, err) == (1, "")
+    lines = out.splitlines()
+    discovery = [line.strip() for line in lines if line.strip().startswith("online discovery")]
+    assert discovery[0].startswith(
+        f"online discovery: ok: {idp.issuer}/.well-known/openid-configuration: filled token_url"
+    ), lines
+    # the route uses client_secret_basic (the default); the server advertises only client_secret_post
+    assert "warning:" in discovery[0] and "client_secret_basic" in discovery[0], discovery[0]
+    assert discovery[1].startswith("online discovery: FAILED: "), discovery
+    assert "check routes.html.auth.issuer" in discovery[1] and f"{idp.issuer}/html" in discovery[1], discovery
+    assert "SENTINEL-SECRET" not in out
+    assert [r.path for r in idp.requests_to("/token")] == ["/token"]  # one token, from the discovered endpoint
