@@ -210,3 +210,25 @@ def test_the_readme_example_resolves() -> None:
 def test_a_scope_the_provider_insists_on_is_required(preset: str, message: str) -> None:
     found = [m for p, m in problems(route_with(preset, "{client_id: cid, client_secret: s}")) if p.endswith(".scope")]
     assert found == [message]
+
+
+@pytest.mark.parametrize(
+    ("preset", "device"),
+    [
+        ("{name: auth0, domain: acme.eu.auth0.com, audience: x}", "https://acme.eu.auth0.com/oauth/device/code"),
+        ("{name: okta, domain: dev-1.okta.com}", "https://dev-1.okta.com/oauth2/default/v1/device/authorize"),
+        (
+            "{name: entra, tenant: contoso.onmicrosoft.com}",
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode",
+        ),
+        (
+            "{name: keycloak, base_url: 'https://sso.acme.example', realm: staff}",
+            "https://sso.acme.example/realms/staff/protocol/openid-connect/auth/device",
+        ),
+    ],
+)
+def test_preset_device_login_urls(preset: str, device: str) -> None:
+    """Each IdP preset carries its RFC 8628 endpoint, so `login: device` needs no URL of its own."""
+    flow = "{client_id: cid, client_secret: s, scope: x, grant: authorization_code, login: device}"
+    auth = parse_config(route_with(preset, flow), env={}).routes["api"].auth
+    assert (auth.login, auth.device_authorization_url) == ("device", device)
