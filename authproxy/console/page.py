@@ -47,8 +47,10 @@ def route_card(route: dict[str, Any], store: str, admin: bool) -> str:
         ("Errors", "errors", route["errors"]),
         ("Store", "store", store if token else "-"),
     ]
-    if egress is not None:
-        rows.append(("Egress", "egress", egress))
+    if egress is not None:  # {"via": proxy (password masked) or "direct", "from": the key or variable that chose it}
+        rows.append(
+            ("Egress", "egress", f"{egress['via']} (from {egress['from']})" if isinstance(egress, dict) else egress)
+        )
     cells = "".join(f'<div><dt>{label}</dt><dd data-field="{key}">{_e(value)}</dd></div>' for label, key, value in rows)
     return (
         f'<article class="route" data-route="{_e(name)}" aria-labelledby="route-{_e(name)}">'

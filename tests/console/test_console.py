@@ -187,3 +187,21 @@ async def test_postman_export_points_at_the_proxy_without_secrets(make_proxy, up
     values = {v["key"]: v["value"] for v in environment["values"]}
     assert values == {"base_api": proxy.url + "/api", "base_open": proxy.url + "/pub"}
     no_secret(text + str(environment))
+
+
+async def test_the_page_shows_each_routes_egress_with_the_proxy_password_masked(
+    make_proxy, upstream, token_server
+) -> None:
+    config = cfg(upstream.url, token_server.url)
+    config["egress_proxy"] = {"url": "http://svc:SENTINEL-proxy-pw@proxy.corp.example:3128"}
+    config["routes"]["open"]["egress_proxy"] = {"url": "none"}
+    config["routes"]["api"]["egress_proxy"] = {"url": "none"}  # the fake upstream and token server are local
+    config["routes"]["far"] = {"upstream": "https://far.example", "prefix": "/far"}
+    proxy = await make_proxy(config)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        page, _ = await open_console(session, proxy.url)
+        async with session.get(proxy.at("/-/console/state")) as resp:
+            state_text = await resp.text()
+    assert 'data-field="egress">http://svc:********@proxy.corp.example:3128 (from egress_proxy.url)</dd>' in page
+    assert 'data-field="egress">direct (from routes.open.egress_proxy.url: none)</dd>' in page
+    assert "SENTINEL-proxy-pw" not in page and "SENTINEL-proxy-pw" not in state_text

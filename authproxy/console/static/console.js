@@ -72,7 +72,7 @@
         card.querySelector("dl").appendChild(div);
         egress = div.querySelector("dd");
       }
-      setText(egress, typeof route.egress === "string" ? route.egress : JSON.stringify(route.egress));
+      setText(egress, typeof route.egress === "string" ? route.egress : route.egress.via + " (from " + route.egress.from + ")");
     }
     if (admin && state === "login_required" && !card.querySelector('[data-field="login"]')) {
       const a = document.createElement("a");
