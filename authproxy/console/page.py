@@ -9,6 +9,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from authproxy.upstream.egress import NO_EGRESS
+
 STATES = ("empty", "valid", "renewing", "backing_off", "login_required", "failed", "not_configured")
 LOGIN_GRANTS = frozenset(("authorization_code",))
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -48,9 +50,7 @@ def route_card(route: dict[str, Any], store: str, admin: bool) -> str:
         ("Store", "store", store if token else "-"),
     ]
     if egress is not None:  # {"via": proxy (password masked) or "direct", "from": the key or variable that chose it}
-        rows.append(
-            ("Egress", "egress", f"{egress['via']} (from {egress['from']})" if isinstance(egress, dict) else egress)
-        )
+        rows.append(("Egress", "egress", egress_text(egress)))
     cells = "".join(f'<div><dt>{label}</dt><dd data-field="{key}">{_e(value)}</dd></div>' for label, key, value in rows)
     return (
         f'<article class="route" data-route="{_e(name)}" aria-labelledby="route-{_e(name)}">'
@@ -133,3 +133,12 @@ this proxy; Auth is "No Auth" (authproxy injects the credentials), so no secret 
 </section>
 </main></body></html>
 """
+
+
+def egress_text(egress: dict[str, str] | str) -> str:
+    """`direct`, or the proxy (password masked) and the key or variable that chose it (console.js: egressText)."""
+    if isinstance(egress, str):
+        return egress
+    if egress["from"] == NO_EGRESS:
+        return egress["via"]  # nothing configured anywhere: "direct" says it all
+    return f"{egress['via']} (from {egress['from']})"

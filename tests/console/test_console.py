@@ -61,6 +61,7 @@ async def test_page_state_and_requests_hold_no_secret(make_proxy, upstream, toke
             assert resp.status == 200
         page, csrf = await open_console(session, proxy.url)
         assert 'data-route="api"' in page and "Renew now" in page and len(csrf) == 64
+        assert 'data-field="egress">direct</dd>' in page  # no egress proxy anywhere: just "direct"
         assert "<script>" not in page and "style=" not in page  # nothing inline: the CSP forbids it
         async with session.get(proxy.at("/-/console/state")) as resp:
             state_text = await resp.text()

@@ -16,6 +16,12 @@
     if (m) return `${m}m ${r}s`;
     return `${r}s`;
   }
+  // page.py egress_text: "direct" when nothing is configured anywhere, else the proxy and what chose it.
+  function egressText(egress) {
+    if (typeof egress === "string") return egress;
+    if (egress.from === "no egress proxy configured or in the environment") return egress.via;
+    return egress.via + " (from " + egress.from + ")";
+  }
   function fmtAgo(s) {
     if (s < 5) return "just now";
     if (s < 60) return `${Math.round(s)} s ago`;
@@ -72,7 +78,7 @@
         card.querySelector("dl").appendChild(div);
         egress = div.querySelector("dd");
       }
-      setText(egress, typeof route.egress === "string" ? route.egress : route.egress.via + " (from " + route.egress.from + ")");
+      setText(egress, egressText(route.egress));
     }
     if (admin && state === "login_required" && !card.querySelector('[data-field="login"]')) {
       const a = document.createElement("a");
