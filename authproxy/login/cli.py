@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import webbrowser
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -29,6 +28,7 @@ from authproxy.login.flow import (
     LoginAttempt,
     LoginError,
     check_login_route,
+    command_transport,
     complete_login,
     describe,
     is_callback,
@@ -44,7 +44,6 @@ from authproxy.shell import Invocation, shell_quote
 from authproxy.stores.base import TokenStore
 from authproxy.stores.build import build_store
 from authproxy.upstream.egress import EgressPolicy
-from authproxy.upstream.pool import NativeTransport
 from authproxy.upstream.transport import Transport
 
 EXIT_FAILED = 1
@@ -155,7 +154,7 @@ async def run_login(
                 route=route.name,
             )
         if route.auth.issuer:  # the endpoints from its metadata
-            async with _transport(transport) as sender:
+            async with command_transport(transport) as sender:
                 route = await resolve_route(route, sender, egress)
         attempt = new_attempt(route, redirect_uri)
         server = await start_callback(attempt, pasting=read_line is not None, out=out, proxy_listen=proxy_listen)
@@ -163,7 +162,7 @@ async def run_login(
             params = await _wait_for_redirect(attempt, server, open_browser, read_line, clock, timeout, out)
             code = read_callback(params, attempt)
             print("Got the authorization code; exchanging it for tokens...", file=out)
-            async with _transport(transport) as sender:
+            async with command_transport(transport) as sender:
                 token = await complete_login(
                     route, attempt, code, transport=sender, store=store, clock=clock, egress=egress
                 )
@@ -231,7 +230,7 @@ async def run_logout(
     print(f"Deleted the stored tokens of route {route.name} from {store.where()}.", file=out)
     if route.auth.issuer and not route.auth.revocation_url:
         try:
-            async with _transport(transport) as sender:
+            async with command_transport(transport) as sender:
                 route = await resolve_route(route, sender, egress)
         except LoginError as err:
             print(f"logout: cannot look up the revocation endpoint: {err.message}", file=out)
@@ -243,7 +242,7 @@ async def run_logout(
         )
         return 0
     try:
-        async with _transport(transport) as sender:
+        async with command_transport(transport) as sender:
             which = await revoke(route, token, transport=sender, clock=clock, egress=egress)
     except LoginError as err:
         print(
@@ -323,19 +322,6 @@ def open_system_browser(url: str) -> bool:
         return webbrowser.open(url, new=1)
     except webbrowser.Error:
         return False
-
-
-@contextlib.asynccontextmanager
-async def _transport(given: Transport | None) -> AsyncIterator[Transport]:
-    """The caller's transport, or one of our own for this command (closed after)."""
-    if given is not None:
-        yield given
-        return
-    own = NativeTransport(limit=4)
-    try:
-        yield own
-    finally:
-        await own.close()
 
 
 def _route(config: Config, name: str) -> RouteConfig | None:

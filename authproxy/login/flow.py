@@ -10,10 +10,11 @@ token or a client secret.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -32,6 +33,7 @@ from authproxy.credentials.tokens import Token
 from authproxy.errors import AuthProxyError, ConfigError, TokenEndpointError
 from authproxy.stores.base import TokenStore
 from authproxy.upstream.egress import EgressPolicy
+from authproxy.upstream.pool import NativeTransport
 from authproxy.upstream.transport import Transport
 
 
@@ -279,3 +281,16 @@ def _printable(text: str, limit: int = 200) -> str:
     """Provider-supplied text, safe to print: no control characters, bounded length."""
     text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+@contextlib.asynccontextmanager
+async def command_transport(given: Transport | None) -> AsyncIterator[Transport]:
+    """The caller's transport, or one of our own for one CLI command (closed after)."""
+    if given is not None:
+        yield given
+        return
+    own = NativeTransport(limit=4)
+    try:
+        yield own
+    finally:
+        await own.close()

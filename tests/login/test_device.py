@@ -92,7 +92,7 @@ async def test_polls_at_the_interval_slows_down_and_saves_the_tokens(idp, store,
     assert out.splitlines()[:5] == [
         "To log in route api, open this link on any device with a browser:",
         "",
-        f"  '{base}/activate?user_code=WDJB-MJHT&x=1'",
+        f"  {base}/activate?user_code=WDJB-MJHT&x=1",  # for a browser, not a shell: no quotes to strip
         "",
         "and check that it shows the code WDJB-MJHT.",
     ]

@@ -246,7 +246,7 @@ async def test_device_login_against_django_oauth_toolkit(
     )
     await wait_until(lambda: fake_clock.sleepers == 1 or login.done())
     assert not login.done(), out.getvalue()
-    link = re.search(r"'(http://[^']+)'", out.getvalue())
+    link = re.search(r"^  (http://\S+)$", out.getvalue(), re.M)
     assert link is not None and link.group(1).startswith(f"{base}/o/device/?user_code="), out.getvalue()
     await fake_clock.advance(5)  # one poll before the user acts: authorization_pending
     await wait_until(lambda: fake_clock.sleepers == 1 or login.done())
