@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote_plus
 
+from authproxy.config.redis_url import redis_secrets
+
 
 def opt(
     default: Any = None, doc: str = "", *, secret: bool = False, required: bool = False, factory: Any = None
@@ -210,11 +212,32 @@ class StoreConfig:
         "user could replace the tokens. For a deliberately shared directory, e.g. a Kubernetes volume with fsGroup.",
     )
     url: str | None = opt(
-        None, "Redis URL for kind redis (redis://[:password@]host:6379/0, rediss:// for TLS, or unix://).", secret=True
+        None,
+        "Redis URL for kind redis (redis://[:password@]host:6379/0, rediss:// for TLS, or unix://); "
+        "Sentinel: redis+sentinel://[:password@]host:26379[,host:port...]/<master name>[/db]; Cluster: "
+        "redis+cluster://[:password@]host:port[,host:port...] (rediss+sentinel://, rediss+cluster:// for TLS). "
+        "The password is the data nodes' (the master's, the cluster's).",
+        secret=True,
     )
     key_prefix: str = opt("authproxy:", "Redis key prefix: proxies with the same url and prefix share tokens.")
     lock_ttl: float = opt(
         10.0, "Seconds after which a dead process's Redis refresh lock expires (a live holder keeps extending it)."
+    )
+    sentinel_master: str | None = opt(
+        None,
+        "Redis Sentinel: the master's name (SENTINEL MONITOR <name>); store.url's hosts are then the sentinels "
+        "(redis://[:password@]host:26379,host:26380/0). The same as redis+sentinel://.../<name>/0.",
+    )
+    sentinel_password: str | None = opt(
+        None,
+        "Redis Sentinel: the sentinels' own password (requirepass in sentinel.conf), when they need one; "
+        "the master's stays in store.url.",
+        secret=True,
+    )
+    cluster: bool = opt(
+        False,
+        "Redis Cluster: store.url's hosts (redis:// or rediss://) are seed nodes of a cluster. The same as "
+        "redis+cluster://. Keys are hash-tagged ({prefix}token:{<key>}) so one credential's keys share a slot.",
     )
 
 
@@ -297,6 +320,7 @@ def secret_values(config: Config) -> list[str]:
                 found.append(value)
 
     walk(config)
+    found.extend(redis_secrets(config.store.url))  # the password inside store.url, on its own
     for route in config.routes.values():  # the Basic header a client_secret_basic request carries
         auth = route.auth
         if auth.client_id and auth.client_secret:
