@@ -338,6 +338,8 @@ class RedisStore(TokenStore):
         waited = False
         while True:
             try:
+                if not waited:
+                    await self._call(lambda _r: self._link().current_master())
                 taken = await self._call(lambda r: r.set(self._lock_key(key), owner, nx=True, px=ttl_ms))
                 if taken:
                     await self._replicated("lock", key)

@@ -26,7 +26,7 @@ try:  # the `redis` extra
     from redis.asyncio.retry import Retry
     from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisClusterException, RedisError
+    from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
 except ImportError:  # pragma: no cover - checked by build_store
     Redis = None  # type: ignore[assignment,misc]
 
@@ -77,6 +77,15 @@ class Connection:
             nodes = [ClusterNode(host, port) for host, port in target.nodes]
             self.client = RedisCluster(startup_nodes=nodes, **node, **options)
 
+    async def current_master(self) -> None:
+        """Sentinel: ask the sentinels for the master now and drop idle connections to a former one.
+
+        Taken before each lock: after a failover of a live master, a pooled connection may still
+        reach the old one, which takes writes until the sentinels demote it (seconds later).
+        """
+        if self.target.mode == "sentinel":
+            await self.client.connection_pool.get_master_address()
+
     async def replicated(self) -> int | None:
         """Sentinel: wait until one replica has what was just written (WAIT 1); None elsewhere.
 
@@ -98,6 +107,8 @@ class Connection:
             )
         if self.target.mode == "sentinel" and isinstance(exc, MasterNotFoundError):
             return await self._ask_sentinels()
+        if isinstance(exc, AuthenticationError):
+            return Reason("AuthenticationError: check the user and password in store.url")
         return Reason(type(exc).__name__)
 
     async def _ask_sentinels(self) -> Reason:
