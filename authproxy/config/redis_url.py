@@ -16,7 +16,7 @@ every message says what to write and never repeats the URL (it may hold a passwo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -55,7 +55,7 @@ class RedisTarget:
     db: int = 0
     tls: bool = False
     path: str | None = None  # unix:// socket
-    shown_path: str = ""  # the URL's path as written, for `address()`
+    shown_path: str = field(default="", compare=False)  # the path as written, for `address()`
 
     def where(self) -> str:
         """Enough to say where, never a user or password."""

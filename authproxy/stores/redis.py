@@ -191,8 +191,8 @@ class RedisStore(TokenStore):
     async def close(self) -> None:
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
-            monitor.cancel()
-            await asyncio.gather(monitor, return_exceptions=True)
+            monitor.cancel()  # bounded: shutdown must not hang on a redis-py call that ignores it
+            await asyncio.wait({monitor}, timeout=CONNECT_TIMEOUT)
         connection, self._connection = self._connection, None
         if connection is not None:
             # Bounded: the monitor may have been cancelled mid-command, and shutdown must not hang on it.

@@ -188,7 +188,7 @@ async def test_sentinel_password_is_for_the_sentinels_and_the_url_password_for_t
     tmp_path: Path, handles: list[RedisStore]
 ) -> None:
     with running_sentinels(tmp_path / "ha", password=MASTER_PASSWORD, sentinel_password="SENTINEL-OWN-PW") as ha:
-        store = open_store(handles, ha.url, sentinel_password="SENTINEL-OWN-PW")
+        store = open_store(handles, ha.url, key_prefix="sp:", sentinel_password="SENTINEL-OWN-PW")
         await store.save("route:a", Token("at", 2e9))
         assert await store.load("route:a") == Token("at", 2e9)
         without = open_store(handles, ha.url)
