@@ -95,7 +95,7 @@ class ConfigChecks:
         """The Redis URL's form (one server, Sentinel, Cluster) and the keys that go with it."""
         store = config.store
         mode = None
-        if store.url is not None and store.kind in ("redis", "auto"):
+        if store.url is not None and store.kind == "redis":
             try:
                 mode = parse_redis_url(store.url, sentinel_master=store.sentinel_master, cluster=store.cluster).mode
             except ValueError as exc:
