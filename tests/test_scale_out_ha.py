@@ -91,9 +91,9 @@ async def test_a_sentinel_failover_mid_traffic_fails_no_request_and_the_refresh_
     assert stored["access_token"] == "at-1"
     with sentinels.node(old) as replica:  # the old master, now a replica, got the new token too
         poll(lambda: json.loads(replica.get(f"{prefix}token:route:api"))["access_token"] == "at-1", "replication")
+    assert [await stop_proxy(p) for p in proxies] == [0, 0]  # every log line read
     fetched = [p.count("token_refreshed", source="fetched") for p in proxies]
     assert sorted(fetched) == [0, 1]
-    assert [await stop_proxy(p) for p in proxies] == [0, 0]
     await seed.close()
     logged = json.dumps([p.events for p in proxies])
     for secret in (PASSWORD, SECRET, "at-0", "at-1"):
