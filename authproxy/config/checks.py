@@ -14,6 +14,7 @@ from pathlib import Path
 from yarl import URL
 
 from authproxy.config.presets import mixed_sensitive_scopes
+from authproxy.config.redis_url import parse_redis_url
 from authproxy.config.schema import AuthConfig, Config, RouteConfig, split_listen
 
 _USERINFO = re.compile(r"//[^/?#]*@")
@@ -95,6 +96,29 @@ class ConfigChecks:
         for name, file in (("cert_file", cert), ("key_file", key)):
             if file is not None and not is_file(file):
                 self.problems.add(f"{path}.{name}", f"no such file: {file}")
+
+    def check_store(self, config: Config) -> None:
+        """The Redis URL's form (one server, Sentinel, Cluster) and the keys that go with it."""
+        store = config.store
+        mode = None
+        if store.url is not None and store.kind == "redis":
+            try:
+                mode = parse_redis_url(store.url, sentinel_master=store.sentinel_master, cluster=store.cluster).mode
+            except ValueError as exc:
+                self.problems.add("store.url", str(exc))
+        for key in ("sentinel_master", "sentinel_password", "cluster"):
+            if getattr(store, key) and store.kind not in ("redis", "auto"):
+                self.problems.add(f"store.{key}", "applies to kind: redis only; set kind: redis, or remove it")
+        if store.sentinel_password and mode not in ("sentinel", None):
+            self.problems.add(
+                "store.sentinel_password",
+                "is for Redis Sentinel only; use a redis+sentinel:// URL or set store.sentinel_master",
+            )
+        if mode == "cluster" and ("{" in store.key_prefix or "}" in store.key_prefix):
+            self.problems.add(
+                "store.key_prefix",
+                "must not contain { or } with Redis Cluster: the keys' hash tag {<key>} keeps a credential in one slot",
+            )
 
     def check_route(self, route: RouteConfig, path: str) -> RouteConfig:
         upstream = check_url(route.upstream, f"{path}.upstream", self.problems) if route.upstream else None

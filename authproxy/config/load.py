@@ -139,6 +139,7 @@ class _Context(ConfigChecks):
             self.problems.add("limits.upstream_connections", "must be at least 1 (512 by default)")
         self.check_team(config, routes)
         self.check_pair(config.tls.cert_file, config.tls.key_file, "tls")
+        self.check_store(config)
         return dataclasses.replace(config, routes=routes)
 
     def parse_route(self, name: str, body: Any) -> RouteConfig | None:

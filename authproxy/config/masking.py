@@ -12,6 +12,7 @@ import re
 from typing import Any
 from urllib.parse import quote_plus, unquote, urlsplit
 
+from authproxy.config.redis_url import redis_secrets
 from authproxy.config.schema import Config, EgressProxyConfig
 
 MASKED = "********"
@@ -60,6 +61,7 @@ def secret_values(config: Config) -> list[str]:
                 found.append(value)
 
     walk(config)
+    found.extend(redis_secrets(config.store.url))  # the password inside store.url, on its own
     for route in config.routes.values():  # the Basic header a client_secret_basic request carries
         auth = route.auth
         if auth.client_id and auth.client_secret:

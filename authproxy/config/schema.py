@@ -289,11 +289,32 @@ class StoreConfig:
         "user could replace the tokens. For a deliberately shared directory, e.g. a Kubernetes volume with fsGroup.",
     )
     url: str | None = opt(
-        None, "Redis URL for kind redis (redis://[:password@]host:6379/0, rediss:// for TLS, or unix://).", secret=True
+        None,
+        "Redis URL for kind redis (redis://[:password@]host:6379/0, rediss:// for TLS, or unix://); "
+        "Sentinel: redis+sentinel://[:password@]host:26379[,host:port...]/<master name>[/db]; Cluster: "
+        "redis+cluster://[:password@]host:port[,host:port...] (rediss+sentinel://, rediss+cluster:// for TLS). "
+        "The password is the data nodes' (the master's, the cluster's).",
+        secret=True,
     )
     key_prefix: str = opt("authproxy:", "Redis key prefix: proxies with the same url and prefix share tokens.")
     lock_ttl: float = opt(
         10.0, "Seconds after which a dead process's Redis refresh lock expires (a live holder keeps extending it)."
+    )
+    sentinel_master: str | None = opt(
+        None,
+        "Redis Sentinel: the master's name (SENTINEL MONITOR <name>); store.url's hosts are then the sentinels "
+        "(redis://[:password@]host:26379,host:26380/0). The same as redis+sentinel://.../<name>/0.",
+    )
+    sentinel_password: str | None = opt(
+        None,
+        "Redis Sentinel: the sentinels' own password (requirepass in sentinel.conf), when they need one; "
+        "the master's stays in store.url.",
+        secret=True,
+    )
+    cluster: bool = opt(
+        False,
+        "Redis Cluster: store.url's hosts (redis:// or rediss://) are seed nodes of a cluster. The same as "
+        "redis+cluster://. Keys are hash-tagged ({prefix}token:{<key>}) so one credential's keys share a slot.",
     )
 
 

@@ -49,15 +49,19 @@ def build_store(config: Config, *, serving: bool = False, processes: int = 1) ->
 
 
 def _redis_store(config: Config, serving: bool) -> TokenStore:
+    from authproxy.config.redis_url import parse_redis_url
     from authproxy.stores.crypto import make_cipher
-    from authproxy.stores.redis import INSTALL_HINT, Redis, RedisStore, check_url
+    from authproxy.stores.redis import INSTALL_HINT, Redis, RedisStore
 
     settings = config.store
     problems = []
     if not settings.url:
         problems.append(("store.kind", "redis needs store.url (or url_file), e.g. redis://127.0.0.1:6379/0"))
-    elif (why := check_url(settings.url)) is not None:
-        problems.append(("store.url", why))
+    else:
+        try:  # the config loader checked it already; a Config built in code is checked here
+            parse_redis_url(settings.url, sentinel_master=settings.sentinel_master, cluster=settings.cluster)
+        except ValueError as exc:
+            problems.append(("store.url", str(exc)))
     file_only = "applies to the file store only; remove it with kind: redis"
     if settings.path is not None:
         problems.append(("store.path", file_only))
@@ -78,6 +82,9 @@ def _redis_store(config: Config, serving: bool) -> TokenStore:
     return RedisStore(
         settings.url,
         key_prefix=settings.key_prefix,
+        sentinel_master=settings.sentinel_master,
+        sentinel_password=settings.sentinel_password,
+        cluster=settings.cluster,
         lock_ttl=settings.lock_ttl,
         fallback=serving,
         encryption_key=settings.encryption_key,

@@ -17,6 +17,16 @@ Redis returns (unless Redis holds a newer one), and the lock is only the in-proc
 warning, because two processes may then refresh at once. A monitor task pings Redis and reconnects
 with backoff; `status()` feeds /-/ready and /-/status. Without fallback (CLI commands) every
 failure raises `StoreUnavailable`. Log lines name host:port, never the URL (it may hold a password).
+
+Sentinel and Cluster (`redis_connect`): the same commands go to the master of the moment. In a
+cluster the names carry a hash tag, `{prefix}token:{<key>}` and `{prefix}lock:{<key>}`, so one
+credential's entry and lock share a slot (every script touches one key; a future multi-key one
+would stay in the slot); one server and Sentinel keep the untagged names, so existing entries stay
+readable. With Sentinel a lock and a save wait (up to REPLICA_WAIT_MS) for one replica to
+acknowledge them (WAIT 1): what a replica holds survives a failover to it. What no replica got yet
+can be lost with a master that dies: the lock then at worst lets a second process refresh too (as
+in an outage), and a lost entry is fetched again; a token is never served for another identity or
+past its expiry, since the credential checks both.
 """
 
 from __future__ import annotations
@@ -28,33 +38,25 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import structlog
 
 from authproxy.clock import Clock, SystemClock, wait_event
+from authproxy.config.redis_url import parse_redis_url
 from authproxy.credentials.tokens import Token
 from authproxy.stores.base import TokenStore
 from authproxy.stores.crypto import make_cipher
+from authproxy.stores.redis_connect import CONNECT_TIMEOUT, Connection, Reason, Redis, blocking_client, errors
 from authproxy.stores.redis_format import REPLACE_IF, WRITE_BACK, UnreadableEntry, decode, encode
-
-try:  # the `redis` extra
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
-except ImportError:  # pragma: no cover - checked by build_store
-    Redis = None  # type: ignore[assignment,misc]
+from authproxy.stores.redis_health import Health
 
 log = structlog.get_logger("authproxy.stores")
 
 T = TypeVar("T")
-SCHEMES = ("redis", "rediss", "unix")
 INSTALL_HINT = "install the redis extra: pip install 'authproxy[redis]'"
 LOCK_POLL = 0.05  # seconds between attempts to take a lock another process holds
 HEALTH_INTERVAL = 2.0  # seconds between pings while Redis is up (so /-/status notices an outage)
 RECONNECT_INITIAL, RECONNECT_CAP = 0.1, 5.0  # reconnect backoff while Redis is down
-CONNECT_TIMEOUT, COMMAND_TIMEOUT = 2.0, 5.0
 
 # KEYS[1] lock key; ARGV[1] owner [, ARGV[2] ttl ms]: only the owner may release or extend.
 RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -62,29 +64,15 @@ EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpi
 
 
 class StoreUnavailable(OSError):
-    """Redis could not be reached or failed a command; never carries the URL."""
+    """Redis could not be reached or failed a command; never carries the URL.
 
+    `misconfigured`: the config names something that is not there (a master no sentinel knows, a
+    cluster that is one server): even a serving store does not stand in for Redis then.
+    """
 
-def check_url(url: str) -> str | None:
-    """What is wrong with a Redis URL (without repeating it: it may hold a password), or None."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        return "not a URL; write e.g. redis://127.0.0.1:6379/0"
-    if parts.scheme not in SCHEMES:
-        return "must start with redis://, rediss:// (TLS) or unix://; e.g. redis://127.0.0.1:6379/0"
-    if parts.scheme != "unix" and not parts.hostname:
-        return "names no host; write e.g. redis://127.0.0.1:6379/0"
-    return None
-
-
-def address(url: str) -> str:
-    """host:port/db or the socket path: enough to say where, never the user or password."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    return f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
+    def __init__(self, message: str, misconfigured: bool = False) -> None:
+        super().__init__(message)
+        self.misconfigured = misconfigured
 
 
 class RedisStore(TokenStore):
@@ -97,6 +85,9 @@ class RedisStore(TokenStore):
         url: str,
         *,
         key_prefix: str = "authproxy:",
+        sentinel_master: str | None = None,
+        sentinel_password: str | None = None,
+        cluster: bool = False,
         lock_ttl: float = 10.0,
         fallback: bool = False,
         encryption_key: str | None = None,
@@ -106,34 +97,36 @@ class RedisStore(TokenStore):
         if Redis is None:
             raise ValueError(f"the redis store needs the redis package; {INSTALL_HINT}")
         super().__init__()
+        self._target = parse_redis_url(url, sentinel_master=sentinel_master, cluster=cluster)  # ValueError: why
+        self._sentinel_password = sentinel_password
+        self._tagged = self._target.mode == "cluster"  # hash tags keep a credential's keys in one slot
         self._url, self.prefix, self.lock_ttl, self._fallback = url, key_prefix, lock_ttl, fallback
         self._cipher = make_cipher(encryption_key) if encryption_key else None  # ValueError: what to fix
         self._unreadable: set[str] = set()  # keys whose unreadable entry was logged (once each)
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self._client: Any = None
+        self._connection: Connection | None = None
         self._scripts: dict[str, Any] = {}
         self._local: dict[str, Token | None] = {}  # what this process last saw or saved, per key
         self._dirty: set[str] = set()  # saved while Redis was down: write back when it returns
-        self._up: bool | None = None  # None: not contacted yet
-        self._since: float | None = None  # clock.now() of the last change of `_up`
-        self._error: str | None = None
+        self._health = Health(self._clock, self.where().removeprefix("Redis at "), fallback)
         self._monitor: asyncio.Task[None] | None = None
-        self._down = asyncio.Event()
 
     def where(self) -> str:
-        return f"Redis at {address(self._url)}"
+        target = self._target
+        return f"Redis at {target.address()}" if target.mode == "plain" else target.where()
 
     def __repr__(self) -> str:
-        return f"RedisStore({address(self._url)!r}, prefix={self.prefix!r}, encrypted={self._cipher is not None})"
+        shown = self._target.address() if self._target.mode == "plain" else self._target.where()
+        return f"RedisStore({shown!r}, prefix={self.prefix!r}, encrypted={self._cipher is not None})"
 
     # -- TokenStore --------------------------------------------------------------------------------
 
     async def load(self, key: str) -> Token | None:
         try:
             raw = await self._call(lambda r: r.get(self._token_key(key)))
-        except StoreUnavailable:
-            if not self._fallback:
+        except StoreUnavailable as exc:
+            if not self._fallback or exc.misconfigured:
                 raise
             return self._local.get(key)
         token = None if raw is None else await self._decode(key, raw)
@@ -144,8 +137,9 @@ class RedisStore(TokenStore):
         self._local[key] = token
         try:
             await self._call(lambda r: r.set(self._token_key(key), encode(key, token, self._cipher)))
-        except StoreUnavailable:
-            if not self._fallback:
+            await self._replicated("save", key)
+        except StoreUnavailable as exc:
+            if not self._fallback or exc.misconfigured:
                 raise
             self._dirty.add(key)
             log.warning(
@@ -184,44 +178,35 @@ class RedisStore(TokenStore):
 
     def keys(self) -> list[str]:
         """Stored keys, never the tokens (tests and diagnostics: a blocking call, not for the request path)."""
-        from redis import Redis as BlockingRedis
-
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + "token:*"
-        start = len(self._token_key(""))
-        with BlockingRedis.from_url(self._url, socket_connect_timeout=CONNECT_TIMEOUT) as client:
-            return sorted(name.decode()[start:] for name in client.scan_iter(match=pattern))
+        start, end = len(self.prefix + "token:") + self._tagged, -1 if self._tagged else None
+        with blocking_client(self._target, self._url, self._sentinel_password) as client:
+            return sorted(name.decode()[start:end] for name in client.scan_iter(match=pattern))
 
     def status(self) -> dict[str, object]:
         """For /-/ready and /-/status: reachability only, never the URL, a key or a token."""
         self._ensure_monitor()
-        state = "unknown" if self._up is None else "ok" if self._up else "unavailable"
-        return {
-            "kind": "redis",
-            "state": state,
-            "since": self._since,
-            "error": None if self._up else self._error,
-            "pending_writes": len(self._dirty),
-        }
+        return self._health.status(len(self._dirty))
 
     async def close(self) -> None:
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
-            monitor.cancel()
-            await asyncio.gather(monitor, return_exceptions=True)
-        client, self._client = self._client, None
-        if client is not None:
+            monitor.cancel()  # bounded: shutdown must not hang on a redis-py call that ignores it
+            await asyncio.wait({monitor}, timeout=CONNECT_TIMEOUT)
+        connection, self._connection = self._connection, None
+        if connection is not None:
             # Bounded: the monitor may have been cancelled mid-command, and shutdown must not hang on it.
-            with contextlib.suppress(TimeoutError, RedisError, OSError):
+            with contextlib.suppress(*errors()):  # TimeoutError is an OSError
                 async with asyncio.timeout(CONNECT_TIMEOUT):
-                    await client.aclose()
+                    await connection.aclose()
 
     # -- internals ---------------------------------------------------------------------------------
 
     def _token_key(self, key: str) -> str:
-        return f"{self.prefix}token:{key}"
+        return f"{self.prefix}token:{{{key}}}" if self._tagged else f"{self.prefix}token:{key}"
 
     def _lock_key(self, key: str) -> str:
-        return f"{self.prefix}lock:{key}"
+        return f"{self.prefix}lock:{{{key}}}" if self._tagged else f"{self.prefix}lock:{key}"
 
     async def _decode(self, key: str, raw: bytes) -> Token:
         """The token in `raw`; an entry stored before encryption was configured is encrypted in place."""
@@ -247,14 +232,26 @@ class RedisStore(TokenStore):
         return token
 
     def _redis(self) -> Any:
-        if self._client is None:  # created inside the running loop, on first use
-            self._client = Redis.from_url(
-                self._url,
-                socket_connect_timeout=CONNECT_TIMEOUT,
-                socket_timeout=COMMAND_TIMEOUT,
-                retry=Retry(NoBackoff(), 1),  # one quick retry: a pooled connection may predate a restart
+        return self._link().client
+
+    def _link(self) -> Connection:
+        if self._connection is None:  # created inside the running loop, on first use
+            self._connection = Connection(self._target, self._url, self._sentinel_password)
+        return self._connection
+
+    async def _replicated(self, op: str, key: str) -> None:
+        """Sentinel: wait for one replica to hold the write (see the module docstring); a warning if none did."""
+        try:
+            acked = await self._call(lambda _r: self._link().replicated())
+        except StoreUnavailable:  # the write itself succeeded; whether it reached a replica is unknown
+            acked = 0
+        if acked == 0:
+            log.warning(
+                "token_store_not_replicated",
+                op=op,
+                key=key,
+                detail="no replica acknowledged it in time: a failover now could lose it (at worst a second refresh)",
             )
-        return self._client
 
     def _script(self, source: str) -> Any:
         script = self._scripts.get(source)
@@ -265,36 +262,26 @@ class RedisStore(TokenStore):
     async def _call(self, command: Callable[[Any], Awaitable[T]], *, fallback: bool | None = None) -> T:
         """Run one command; StoreUnavailable on failure (at once, without I/O, while known to be down)."""
         self._ensure_monitor()
-        if (self._fallback if fallback is None else fallback) and self._up is False:
-            raise StoreUnavailable(f"Redis at {address(self._url)} is unavailable ({self._error})")
+        health = self._health
+        if (self._fallback if fallback is None else fallback) and health.up is False:
+            raise StoreUnavailable(f"{self.where()} is unavailable ({health.error})", health.misconfigured)
         try:
             result = await command(self._redis())
-        except (RedisError, OSError) as exc:
-            self._mark_down(exc)
-            raise StoreUnavailable(f"Redis at {address(self._url)} failed: {type(exc).__name__}") from None
-        if self._up is None:
-            self._mark_up()
+        except errors() as exc:
+            reason = await self._explain(exc)
+            raise StoreUnavailable(f"{self.where()} failed: {reason.text}", reason.misconfigured) from None
+        if health.up is None:
+            health.mark_up()
         return result
 
-    def _mark_down(self, exc: BaseException) -> None:
-        self._error = type(exc).__name__
-        if self._up is not False:
-            self._up, self._since = False, self._clock.now()
-            log.warning(
-                "token_store_unavailable",
-                address=address(self._url),
-                error=self._error,
-                detail="serving cached tokens; refreshing without the shared lock until Redis is back"
-                if self._fallback
-                else "the Redis token store cannot be reached",
-            )
-        self._down.set()
-
-    def _mark_up(self) -> None:
-        was_down = self._up is False
-        self._up, self._since, self._error = True, self._clock.now(), None
-        if was_down:
-            log.info("token_store_reconnected", address=address(self._url))
+    async def _explain(self, exc: BaseException) -> Reason:
+        """Why, for status and logs (asks the sentinels when discovery failed); marks Redis down."""
+        try:
+            reason = await self._link().explain(exc)
+        except errors() as again:  # the diagnosis itself failed: the plain fact will do
+            reason = Reason(type(again).__name__)
+        self._health.mark_down(reason)
+        return reason
 
     def _ensure_monitor(self) -> None:
         """Start the ping/reconnect task once a loop runs (only a long-lived, serving store has one)."""
@@ -310,27 +297,20 @@ class RedisStore(TokenStore):
         failures = 0
         while True:
             try:
-                if self._up is not False:
-                    await self._wait_down(HEALTH_INTERVAL)
+                if self._health.up is not False:
+                    await self._health.wait_down(HEALTH_INTERVAL)
                 else:
                     failures += 1
                     delay = min(RECONNECT_CAP, RECONNECT_INITIAL * 2 ** min(failures - 1, 16))
                     await self._clock.sleep(delay * (1.0 - 0.2 * self._rng.random()))
                 await self._probe()
-                if self._up:
+                if self._health.up:
                     failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception:  # background-task guard: log, pause, keep going
                 log.exception("token_store_monitor_error")
                 await self._clock.sleep(RECONNECT_CAP)
-
-    async def _wait_down(self, delay: float) -> None:
-        """Until `delay` passes or a command finds Redis down."""
-        self._down.clear()
-        if self._up is False:
-            return
-        await wait_event(self._clock, self._down, delay)
 
     async def _probe(self) -> None:
         """PING; after an outage, write back what was saved meanwhile before trusting Redis again."""
@@ -345,11 +325,11 @@ class RedisStore(TokenStore):
                     log.info("token_store_written_back", key=key, written=bool(written))
                 if self._local.get(key) is token:  # a save during the write-back stays pending
                     self._dirty.discard(key)
-        except (RedisError, OSError) as exc:
-            self._mark_down(exc)
+        except errors() as exc:
+            await self._explain(exc)
             return
-        if not self._up:
-            self._mark_up()
+        if not self._health.up:
+            self._health.mark_up()
 
     async def _acquire(self, key: str) -> str | None:
         """Take the shared lock (None: Redis is down and this store falls back to the local lock)."""
@@ -358,9 +338,13 @@ class RedisStore(TokenStore):
         waited = False
         while True:
             try:
+                if not waited:
+                    await self._call(lambda _r: self._link().current_master())
                 taken = await self._call(lambda r: r.set(self._lock_key(key), owner, nx=True, px=ttl_ms))
-            except StoreUnavailable:
-                if not self._fallback:
+                if taken:
+                    await self._replicated("lock", key)
+            except StoreUnavailable as exc:
+                if not self._fallback or exc.misconfigured:
                     raise
                 log.warning(
                     "token_store_unavailable",

@@ -38,10 +38,23 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None, password: str | None = None) -> None:
+    """`args` are appended to the command line; `config` (a config file's text) comes first, as
+    redis-server --sentinel needs; `ready` is the log line that says it listens (tests/fakes/redis_ha.py)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        password: str | None = None,
+        *,
+        args: tuple[str, ...] = (),
+        config: str | None = None,
+        ready: bytes = b"Ready to accept connections",
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.password = password
+        self.args, self.config, self.ready = args, config, ready
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -53,17 +66,21 @@ class RedisServer:
     def start(self) -> RedisServer:
         assert REDIS_SERVER is not None, "redis-server is not on PATH (apt-get install redis-server)"
         self.directory.mkdir(parents=True, exist_ok=True)
-        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv = [REDIS_SERVER]
+        if self.config is not None:
+            (self.directory / "redis.conf").write_text(self.config)
+            argv.append(str(self.directory / "redis.conf"))
+        argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.password:
             argv += ["--requirepass", self.password]
         proc = self.proc = subprocess.Popen(
-            [*argv, "--dir", str(self.directory)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [*argv, *self.args, "--dir", str(self.directory)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         assert proc.stdout is not None
         watchdog = threading.Timer(STARTUP_TIMEOUT, proc.kill)  # a hung start ends in EOF below
         watchdog.start()
         try:
-            while b"Ready to accept connections" not in (line := proc.stdout.readline()):
+            while self.ready not in (line := proc.stdout.readline()):
                 assert line, "redis-server exited before it was ready (port taken?)"
         finally:
             watchdog.cancel()

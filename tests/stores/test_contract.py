@@ -32,15 +32,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
 
 
-@pytest.fixture(params=["memory", "file", "file-encrypted", "redis", "redis-encrypted"])
+REDIS_URLS = {"redis": "redis_server", "redis-encrypted": "redis_server", "sentinel": "redis_sentinels",
+              "cluster": "redis_cluster", "cluster-encrypted": "redis_cluster"}  # fmt: skip
+
+
+@pytest.fixture(params=["memory", "file", "file-encrypted", *REDIS_URLS])
 async def make_store(request, tmp_path: Path) -> AsyncIterator[StoreFactory]:
     """A factory: for shared stores each call is a new handle on the same storage (another process)."""
     if request.param == "memory":
         store = MemoryStore()
         yield lambda: store
-    elif request.param.startswith("redis"):
-        url, prefix = request.getfixturevalue("redis_server").url, f"test-{uuid.uuid4().hex[:8]}:"
-        key = KEY if request.param == "redis-encrypted" else None
+    elif request.param in REDIS_URLS:
+        url, prefix = request.getfixturevalue(REDIS_URLS[request.param]).url, f"test-{uuid.uuid4().hex[:8]}:"
+        key = KEY if request.param.endswith("encrypted") else None
         handles: list[RedisStore] = []
         yield lambda: handles.append(RedisStore(url, key_prefix=prefix, encryption_key=key)) or handles[-1]
         for handle in handles:
