@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from authproxy.config.load import parse_config
+from authproxy.config.masking import secret_values
 from authproxy.config.redis_url import parse_redis_url
-from authproxy.config.schema import secret_values
 from authproxy.errors import ConfigError
 
 PW = "SENTINEL-P@SS"
