@@ -4,21 +4,29 @@ alike), 4xx refusals are the client's; an access line counts the bytes of the pr
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+
+import pytest
 
 
-def closed_port() -> int:
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A port bound but never listening, held for the whole test: connections to it are refused, and no
+    listener started later (the proxy's own, on an ephemeral port) can be given it."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
-async def test_errors_count_5xx_not_4xx_in_metrics_and_status(make_proxy, upstream, client, logs) -> None:
+async def test_errors_count_5xx_not_4xx_in_metrics_and_status(
+    make_proxy, upstream, client, logs, refusing_port
+) -> None:
     proxy = await make_proxy(
         {
             "limits": {"max_body": 10},
             "routes": {
                 "api": {"upstream": upstream.url},
-                "gone": {"upstream": f"http://127.0.0.1:{closed_port()}"},
+                "gone": {"upstream": f"http://127.0.0.1:{refusing_port}"},
             },
         }
     )
