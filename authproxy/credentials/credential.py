@@ -281,7 +281,8 @@ class Credential:
         except LoginRequired as exc:
             return self._park(LoginRequired(exc.message, route=self.name), "no_refresh_token")
         except OSError as exc:  # the store broke; try again later like any transient failure
-            return self._failed(TokenEndpointError(f"token store failed ({type(exc).__name__})"))
+            reason = str(exc.strerror or exc) or type(exc).__name__  # store messages carry no secret
+            return self._failed(TokenEndpointError("the token store failed", description=reason))
         else:
             self._succeeded(token, how)
             return token

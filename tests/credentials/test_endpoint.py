@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -182,3 +183,25 @@ def test_parse_expires_in_accepts_only_positive_finite_numbers(value: object) ->
 def test_redact_never_leaks_a_listed_secret(text: str, secrets: list[str]) -> None:
     out = redact(text + "".join(secrets), secrets)
     assert all(secret not in out for secret in secrets if secret.isprintable())
+
+
+async def test_a_broken_store_is_explained_to_operators_without_class_names(server, build) -> None:
+    """Issue 17 item 9: no class names. The store's own reason goes to /-/status (operators); the proxy's
+    client learns only that the store failed (a store's address is not the client's business)."""
+
+    class DownStore(MemoryStore):
+        async def load(self, key: str) -> None:
+            raise OSError("redis at 127.0.0.1:6390 is unavailable (connection refused)")
+
+        @contextlib.asynccontextmanager
+        async def lock(self, key: str):  # type: ignore[override]
+            raise OSError("redis at 127.0.0.1:6390 is unavailable (connection refused)")
+            yield
+
+    cred = build(store_=DownStore())
+    with pytest.raises(TokenUnavailable) as err:
+        await cred.current()
+    assert "the token store failed" in err.value.message
+    assert "6390" not in err.value.message and "OSError" not in err.value.message
+    detail = cred.status()["last_error_detail"]
+    assert detail == "the token store failed (redis at 127.0.0.1:6390 is unavailable (connection refused))"
