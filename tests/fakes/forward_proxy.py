@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.redis_server import free_port
+from tests.fakes.redis_server import free_port, stop_process
 
 TINYPROXY = shutil.which("tinyproxy") or ("/usr/bin/tinyproxy" if Path("/usr/bin/tinyproxy").exists() else None)
 # CI installs tinyproxy and sets this, so a failed install fails these tests instead of skipping them.
@@ -93,11 +93,5 @@ class TinyProxy:
                     self._seen.notify_all()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
